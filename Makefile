@@ -1,0 +1,50 @@
+# Quick start: `make demo`, `make test`. Everything installs into ./.venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := build/demo
+# The real engine's wheel exists for Linux x86-64 only; elsewhere the directory backend is used.
+EXTRAS := $(shell [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ] && echo aspose,dev || echo dev)
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(BIN)/python -m reconciler.demo $(DEMO)
+	@echo; echo '$$ ocr-reconcile validate manifests/example.yaml'
+	$(BIN)/ocr-reconcile validate manifests/example.yaml
+	@echo; echo '$$ ocr-reconcile plan manifests/example.yaml --store $(DEMO)/models'
+	$(BIN)/ocr-reconcile plan manifests/example.yaml --store $(DEMO)/models || [ $$? -eq 2 ]
+	@echo; echo '$$ ocr-reconcile apply --yes manifests/example.yaml --store $(DEMO)/models'
+	$(BIN)/ocr-reconcile apply --yes manifests/example.yaml --store $(DEMO)/models
+	@echo; echo '$$ ocr-reconcile list manifests/example.yaml --store $(DEMO)/models'
+	$(BIN)/ocr-reconcile list manifests/example.yaml --store $(DEMO)/models
+	@echo; echo '$$ ocr-reconcile backups --store $(DEMO)/models'
+	$(BIN)/ocr-reconcile backups --store $(DEMO)/models
+	@echo; echo '$$ ocr-reconcile apply --yes manifests/example.yaml --store $(DEMO)/models   # again: a no-op'
+	$(BIN)/ocr-reconcile apply --yes manifests/example.yaml --store $(DEMO)/models
+
+lint: $(STAMP)
+	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/ruff format --check reconciler tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_scan_plan.py
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,330 @@
+"""Load a YAML manifest, validate it against ``schemas/manifest.schema.json``, return a frozen value.
+
+Reading is the only I/O here. Every problem found is reported, each as one line
+``file:line:col: field.path: why``, in a single :class:`ManifestError`. The JSON Schema is the one
+definition of validity; the Python checks below only add what a schema cannot say (YAML-level
+hazards, duplicate keys, duplicate model names) and friendlier wording for schema failures.
+Do not use this module to decide anything about the store: that is ``plan.py``'s job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ManifestError
+
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+API_VERSION = "ocr-reconcile/v1"
+
+_SCHEMA_NAME = "manifest.schema.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One declared model: a store-relative name and an optional SHA-256 pin."""
+
+    name: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest. Paths are already resolved against the manifest's folder.
+
+    ``store_path`` None means "ask the engine" (``get_local_path()``); ``backup_dir`` None means
+    "beside the store". ``sha256`` is the hash of the manifest file's bytes, for plan provenance.
+    """
+
+    source: str
+    sha256: str
+    name: str
+    backend: str
+    store_path: Path | None
+    models: tuple[ModelSpec, ...]
+    whitelist: tuple[str, ...]
+    prune: bool
+    backup_dir: Path | None
+    backup_keep: int | None
+
+    @cached_property
+    def declared(self) -> dict[str, ModelSpec]:
+        """Declared models by name, for lookups and membership tests."""
+        return {m.name: m for m in self.models}
+
+
+def schema_path() -> Path:
+    """Where the manifest schema lives: inside the installed package, else in the source tree."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "schemas" / _SCHEMA_NAME, here.parent / "schemas" / _SCHEMA_NAME):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{_SCHEMA_NAME} is not installed next to the reconciler package")
+
+
+@cache
+def manifest_schema() -> dict[str, Any]:
+    """The parsed manifest JSON Schema (cached; never mutate the returned dict)."""
+    loaded: dict[str, Any] = json.loads(schema_path().read_text(encoding="utf-8"))
+    return loaded
+
+
+def explain_name(name: str) -> str:
+    """Say in words why ``name`` is not a valid model name or pattern ("" if nothing obvious).
+
+    Only for messages: validity itself is the schema's ``modelName`` pattern.
+    """
+    if name.startswith("/"):
+        return "must be relative to the store, not an absolute path"
+    if "\x00" in name:
+        return "must not contain a NUL byte"
+    if any(ord(c) < 0x20 or c == "\x7f" for c in name):
+        return "must not contain control characters"
+    if "\\" in name:
+        return "must not contain a backslash (use '/')"
+    parts = name.split("/")
+    if "" in parts:
+        return "must not have an empty part ('//' or a trailing '/')"
+    if ".." in parts:
+        return "must not contain '..'"
+    if "." in parts:
+        return "must not contain '.' as a part"
+    if len(parts) > 2:
+        return "may have at most one folder level (the engine lists the store and its immediate subfolders)"
+    return ""
+
+
+def load_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read and validate the manifest file at ``path``; raise ManifestError listing every problem."""
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as fh:
+            data = fh.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        raise ManifestError([f"{source}: no such file"]) from None
+    except IsADirectoryError:
+        raise ManifestError([f"{source}: is a directory, not a manifest file"]) from None
+    except OSError as exc:
+        raise ManifestError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
+    return parse_manifest(data, source, base_dir=Path(source).resolve().parent)
+
+
+def parse_manifest(data: bytes, source: str, base_dir: Path | None = None) -> Manifest:
+    """Validate manifest ``data`` (the file's bytes); ``source`` names it in messages.
+
+    ``base_dir`` resolves relative paths in the manifest (default: the current directory).
+    """
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError([f"{source}: file is larger than {MAX_MANIFEST_BYTES} bytes (1 MiB); refusing to parse it"])
+    text = _decode(data, source)
+    node = _compose(text, source)
+    problems = list(_structure_problems(node, source))
+    try:
+        doc = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, source) from None
+    except (ValueError, OverflowError) as exc:  # e.g. an out-of-range timestamp
+        raise ManifestError([f"{source}: (document): {_one_line(str(exc))}"]) from None
+    if not isinstance(doc, dict):
+        raise ManifestError([f"{source}:{_pos(node)}: (document): the manifest must be a mapping of fields", *problems])
+    problems += _schema_problems(doc, node, source)
+    problems += _duplicate_model_problems(doc, node, source)
+    if problems:
+        raise ManifestError(problems)
+    return _build(doc, data, source, base_dir or Path.cwd())
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise ManifestError([f"{source}:{line}:{col}: (document): not valid UTF-8 (byte 0x{data[exc.start]:02x})"]) from None
+
+
+def _compose(text: str, source: str) -> yaml.Node:
+    """Parse to a node tree, refusing aliases (size bombs) and deep nesting before composing."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise ManifestError([f"{source}:{_mark(event.start_mark)}: (document): YAML aliases (*{event.anchor}) are not allowed in manifests"])
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ManifestError([f"{source}:{_mark(event.start_mark)}: (document): nesting deeper than {MAX_DEPTH} levels"])
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, source) from None
+    if node is None:
+        raise ManifestError([f"{source}:1:1: (document): the manifest is empty"])
+    return node
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> ManifestError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = _mark(mark) if mark else "1:1"
+        return ManifestError([f"{source}:{where}: (document): invalid YAML: {_one_line(str(exc.problem or exc.context))}"])
+    return ManifestError([f"{source}: (document): invalid YAML: {_one_line(str(exc))}"])
+
+
+def _structure_problems(node: yaml.Node, source: str, path: tuple[str | int, ...] = ()) -> Iterator[str]:
+    """YAML-level problems the schema cannot see: duplicate keys and non-string keys."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, yaml.Node] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag != "tag:yaml.org,2002:str":
+                yield f"{source}:{_pos(key)}: {field_path(path)}: mapping keys must be plain strings"
+                continue
+            if key.value in seen:
+                yield f"{source}:{_pos(key)}: {field_path((*path, key.value))}: duplicate key (first at line {seen[key.value].start_mark.line + 1})"
+            seen.setdefault(key.value, key)
+            yield from _structure_problems(value, source, (*path, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _structure_problems(item, source, (*path, index))
+
+
+def _schema_problems(doc: dict[str, Any], root: yaml.Node, source: str) -> Iterator[str]:
+    validator = jsonschema.Draft202012Validator(manifest_schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: (_node_at(root, e.absolute_path).start_mark.index, str(e.message)))
+    for error in errors:
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set(error.schema.get("properties", {}))
+            parent = _node_at(root, path)
+            for key in sorted(k for k in error.instance if k not in allowed):
+                where = _key_node(parent, key) or parent
+                hint = ", ".join(sorted(allowed))
+                yield f"{source}:{_pos(where)}: {field_path((*path, key))}: unknown field (allowed here: {hint})"
+            continue
+        node = _node_at(root, path)
+        yield f"{source}:{_pos(node)}: {field_path(path)}: {_message(error)}"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    value = error.instance
+    if error.validator == "required":
+        return f"missing required field {error.message.split(' is a required')[0]}"
+    if error.validator == "const":
+        return f"must be {error.validator_value!r} (got {_short(value)})"
+    if error.validator == "pattern" and isinstance(value, str):
+        why = explain_name(value) if error.validator_value == manifest_schema()["$defs"]["modelName"]["pattern"] else ""
+        return f"{_short(value)} {why}" if why else f"{_short(value)} does not match the pattern {error.validator_value!r}"
+    if error.validator == "type":
+        expected = error.validator_value
+        names = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        return f"must be of type {names} (got {_short(value)})"
+    if error.validator == "enum":
+        return f"must be one of {', '.join(map(str, error.validator_value))} (got {_short(value)})"
+    return _one_line(error.message)
+
+
+def _duplicate_model_problems(doc: dict[str, Any], root: yaml.Node, source: str) -> list[str]:
+    models = doc.get("models")
+    if not isinstance(models, list):
+        return []
+    problems: list[str] = []
+    first: dict[str, int] = {}
+    for index, entry in enumerate(models):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            node = _node_at(root, ("models", index, "name"))
+            problems.append(f"{source}:{_pos(node)}: models[{index}].name: duplicate model name {name!r} (first as models[{first[name]}])")
+        else:
+            first[name] = index
+    return problems
+
+
+def _build(doc: dict[str, Any], data: bytes, source: str, base_dir: Path) -> Manifest:
+    store = doc.get("store") or {}
+    backup = doc.get("backup") or {}
+    return Manifest(
+        source=source,
+        sha256=hashlib.sha256(data).hexdigest(),
+        name=doc["metadata"]["name"],
+        backend=store.get("backend", "auto"),
+        store_path=_resolve(store.get("path"), base_dir),
+        models=tuple(ModelSpec(m["name"], m.get("sha256")) for m in doc["models"]),
+        whitelist=tuple(doc.get("whitelist", ())),
+        prune=doc.get("prune", True),
+        backup_dir=_resolve(backup.get("dir"), base_dir),
+        backup_keep=backup.get("keep", 5),
+    )
+
+
+def _resolve(value: str | None, base_dir: Path) -> Path | None:
+    if value is None:
+        return None
+    return Path(os.path.normpath(base_dir / Path(value).expanduser()))
+
+
+def field_path(path: Sequence[str | int]) -> str:
+    """Render a JSON path as ``models[2].name``; the empty path is ``(document)``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+def _node_at(root: yaml.Node, path: Sequence[str | int]) -> yaml.Node:
+    """The deepest node along ``path`` (falls back to the last one found)."""
+    node = root
+    for part in path:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == part:
+                    child = value
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            break
+        node = child
+    return node
+
+
+def _key_node(mapping: yaml.Node, key: str) -> yaml.Node | None:
+    if isinstance(mapping, yaml.MappingNode):
+        for k, _ in mapping.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return k
+    return None
+
+
+def _pos(node: yaml.Node) -> str:
+    return _mark(node.start_mark)
+
+
+def _mark(mark: Any) -> str:
+    return f"{mark.line + 1}:{mark.column + 1}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

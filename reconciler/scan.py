@@ -1,0 +1,173 @@
+"""Read the store: what is on disk (by the engine's listing rules) and what the engine itself lists.
+
+Read-only "facts", in the manner of pyinfra facts and huggingface_hub's ``scan_cache_dir``: the
+scan only ``lstat``s (and hashes the files asked for); odd entries become warnings, and only a
+missing or unreadable store folder is fatal. "Not listed by the engine" is recorded per file and
+never read as "not on disk": an unlicensed engine hides almost everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+
+from .errors import StoreError
+from .stores import ModelStore, walk_store
+
+HASH_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """One entry of the store as seen by ``lstat`` at scan time.
+
+    ``kind`` is ``file``, ``symlink`` or ``other`` (fifo, socket, device). ``symlinked_folder``
+    names the symlinked subfolder the file was reached through (its bytes are outside the store).
+    ``engine_visible`` is None when no engine ran. ``sha256`` is only computed when asked for.
+    The identity fields (size, mtime_ns, inode, dev) let apply refuse a file that changed since.
+    """
+
+    name: str
+    kind: str
+    size: int
+    mtime_ns: int
+    inode: int
+    dev: int
+    link_target: str | None = None
+    symlinked_folder: str | None = None
+    engine_visible: bool | None = None
+    sha256: str | None = None
+
+    @property
+    def identity(self) -> tuple[str, int, int, int, int]:
+        """What must be unchanged for this entry to count as the same file."""
+        return (self.kind, self.size, self.mtime_ns, self.inode, self.dev)
+
+
+@dataclass(frozen=True)
+class StoreScan:
+    """The whole store at one instant: its absolute root, which backend read it, and every entry.
+
+    ``engine_licensed`` and ``engine_listed`` are None for the directory backend.
+    """
+
+    root: str
+    backend: str
+    files: tuple[FileFacts, ...]
+    engine_licensed: bool | None = None
+    engine_listed: int | None = None
+    warnings: tuple[str, ...] = ()
+
+    def get(self, name: str) -> FileFacts | None:
+        """The entry called ``name``, or None."""
+        for facts in self.files:
+            if facts.name == name:
+                return facts
+        return None
+
+    @property
+    def size_on_disk(self) -> int:
+        return sum(f.size for f in self.files if f.kind == "file" and f.symlinked_folder is None)
+
+
+def scan_store(store: ModelStore, hash_names: Collection[str] = ()) -> StoreScan:
+    """Scan ``store``'s folder; hash the regular files named in ``hash_names`` (pinned models).
+
+    Raises StoreError when the folder is missing or unreadable. Never changes anything.
+    """
+    local = store.get_local_path()
+    root = os.path.abspath(local)
+    if not os.path.isdir(root):
+        raise StoreError(f"store folder {root} does not exist (create it, or set store.path / --store)")
+    warnings: list[str] = []
+    if os.path.islink(root):
+        warnings.append(f"store folder {root} is a symlink; scanned its target {os.path.realpath(root)}")
+    try:
+        entries = list(walk_store(root))
+    except OSError as exc:
+        raise StoreError(f"cannot read store folder {root}: {exc.strerror or exc}") from None
+    warnings += _unreadable_subfolders(root)
+
+    listed: set[str] | None = None
+    if store.licensed is not None:  # a real engine ran: record what it shows
+        listed = {relative_name(p, local, root) for p in store.list_local()}
+    found = {name for name, _ in entries}
+    files = []
+    for name, via in entries:
+        facts = stat_entry(root, name, via)
+        if facts is None:
+            continue
+        digest = file_sha256(os.path.join(root, name)) if name in hash_names and facts.kind != "other" else None
+        visible = (name in listed) if listed is not None else None
+        files.append(replace(facts, engine_visible=visible, sha256=digest))
+    if listed is not None:
+        for extra in sorted(listed - found):
+            warnings.append(f"the engine listed {extra!r}, which the folder scan did not find")
+    return StoreScan(
+        root=root,
+        backend=store.backend,
+        files=tuple(files),
+        engine_licensed=store.licensed,
+        engine_listed=len(listed) if listed is not None else None,
+        warnings=tuple(warnings),
+    )
+
+
+def relative_name(path: str, local: str, root: str) -> str:
+    """Turn a path from ``list_local()`` into a store-relative, '/'-separated name."""
+    prefix = local.rstrip("/") + "/"
+    if path.startswith(prefix):
+        return path[len(prefix):]
+    return os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
+
+
+def stat_entry(root: str, name: str, symlinked_folder: str | None = None) -> FileFacts | None:
+    """``lstat`` one store entry into FileFacts (no hash, no engine flag); None if it is gone."""
+    path = os.path.join(root, name)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:  # vanished between listing and stat
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        kind, target = "symlink", os.readlink(path)
+    elif stat.S_ISREG(st.st_mode):
+        kind, target = "file", None
+    else:
+        kind, target = "other", None
+    return FileFacts(
+        name=name,
+        kind=kind,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        inode=st.st_ino,
+        dev=st.st_dev,
+        link_target=target,
+        symlinked_folder=symlinked_folder,
+    )
+
+
+def file_sha256(path: str) -> str | None:
+    """SHA-256 of the bytes at ``path`` (following a symlink); None if unreadable."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(HASH_CHUNK):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _unreadable_subfolders(root: str) -> list[str]:
+    out = []
+    for entry in os.scandir(root):
+        try:
+            is_dir = entry.is_dir(follow_symlinks=True)
+        except OSError:
+            continue
+        if is_dir and not os.access(entry.path, os.R_OK | os.X_OK):
+            out.append(f"subfolder {entry.name!r} is not readable; its files were not scanned")
+    return out

@@ -1,0 +1,215 @@
+"""Model stores: the Aspose engine and a plain directory, behind one protocol mirroring the engine.
+
+This is the only module that touches ``aspose``. Stores only *read*; nothing here moves files.
+Open a store with :func:`open_store`, a context manager whose ``finally`` calls
+``free_resources()``; do not construct ``AsposeStore`` outside it, or the engine may never be freed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import EngineError, StoreError
+
+log = logging.getLogger("reconciler")
+
+BACKENDS = ("auto", "aspose", "directory")
+# The engine's data folder under LocalApplicationData (measured; see docs/engine.md).
+ENGINE_SUBDIR = os.path.join("Aspose.AI.LLM", "models")
+
+
+class ModelStore(Protocol):
+    """What the reconciler needs from a store; the names mirror ``aspose.ocr.ai.AsposeAI``.
+
+    ``list_local()`` returns what the engine would: paths joined onto ``get_local_path()``.
+    ``licensed`` is None when no engine ran (directory backend), else whether the evaluation
+    filter is off. Never use ``list_local()`` to decide what is on disk: see ``scan.py``.
+    """
+
+    backend: str
+    licensed: bool | None
+
+    def get_local_path(self) -> str: ...
+
+    def list_local(self) -> list[str]: ...
+
+    def free_resources(self) -> None: ...
+
+
+def walk_store(root: str) -> Iterator[tuple[str, str | None]]:
+    """Yield ``(name, symlinked_folder)`` for every entry the engine would list, sorted by name.
+
+    The engine's rule (measured): every non-directory entry (regular files, symlinks to files,
+    broken symlinks, special files) of the store and of its *immediate* subfolders; a symlink to
+    a directory counts as a directory, so its files are listed too. ``symlinked_folder`` names
+    that subfolder when a file is reached through one (its bytes live outside the store).
+    Unreadable subfolders are skipped here; ``scan.py`` reports them.
+    """
+    top = sorted(os.scandir(root), key=lambda e: e.name)
+    for entry in top:
+        if _is_dir(entry):
+            try:
+                children = sorted(os.scandir(entry.path), key=lambda e: e.name)
+            except OSError:
+                continue
+            via = entry.name if entry.is_symlink() else None
+            for child in children:
+                if not _is_dir(child):
+                    yield f"{entry.name}/{child.name}", via
+        else:
+            yield entry.name, None
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def engine_default_path() -> str:
+    """The engine's ``get_local_path()`` computed without the engine (same rules, measured).
+
+    ``$XDG_DATA_HOME`` when absolute, else ``$HOME/.local/share``; used only if that folder
+    exists, else the path is relative (``Aspose.AI.LLM/models``, against the current directory).
+    """
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    if xdg.startswith("/"):
+        base = xdg
+    else:
+        home = os.environ.get("HOME") or _passwd_home()
+        base = os.path.join(home, ".local", "share") if home else ""
+    if not base or not os.path.isdir(base):
+        base = ""
+    return os.path.join(base, ENGINE_SUBDIR)
+
+
+def _passwd_home() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return ""
+
+
+class DirectoryStore:
+    """Pure-Python store applying the engine's listing rules, without its evaluation filter."""
+
+    backend = "directory"
+    licensed: bool | None = None
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = os.fspath(path) if path is not None else engine_default_path()
+
+    def get_local_path(self) -> str:
+        return self._path
+
+    def list_local(self) -> list[str]:
+        if not os.path.isdir(self._path):
+            raise StoreError(f"store folder {self._path} does not exist")
+        return [os.path.join(self._path, name) for name, _ in walk_store(self._path)]
+
+    def free_resources(self) -> None:
+        """Nothing to free; present so both backends share one protocol."""
+
+
+class AsposeStore:
+    """The real engine, ``aspose.ocr.ai.AsposeAI`` from aspose-ocr-python-net.
+
+    Must be used through :func:`open_store` so that ``free_resources()`` always runs.
+    """
+
+    backend = "aspose"
+
+    def __init__(self, license_file: Path | None = None) -> None:
+        # Without this the bundled .NET runtime aborts the process when ICU is missing.
+        os.environ.setdefault("DOTNET_SYSTEM_GLOBALIZATION_INVARIANT", "1")
+        try:
+            import aspose.ocr as ocr
+            from aspose.ocr.ai import AsposeAI
+        except ImportError as exc:
+            raise EngineError(f"the Aspose engine is not installed ({exc}); install ocr-reconcile[aspose] or use store.backend: directory") from None
+        if license_file is not None:
+            try:
+                ocr.License().set_license(os.fspath(license_file))
+            except Exception as exc:  # the engine raises RuntimeError("Proxy error(...)")
+                raise EngineError(f"cannot apply Aspose license {license_file}: {_one_line(exc)}") from None
+        self._ai: Any = AsposeAI()
+        self.licensed = bool(ocr.License().is_licensed)
+
+    def set_path(self, path: str) -> None:
+        """Point the engine at ``path``: only ``set_post_processor`` can (it also tries to load llama)."""
+        if not os.path.isdir(path):
+            raise StoreError(f"store folder {path} does not exist")
+        from aspose.ocr.ai import AsposeAIModelConfig, SpellCheckAIProcessor
+
+        config = AsposeAIModelConfig()
+        config.allow_auto_download = False
+        config.directory_model_path = path
+        try:
+            self._ai.set_post_processor(SpellCheckAIProcessor(), config)
+        except Exception as exc:  # llama's native library is usually absent; the path is set anyway
+            log.info("engine: set_post_processor raised %s (expected without llama)", _one_line(exc))
+        got = self.get_local_path()
+        if os.path.abspath(got) != os.path.abspath(path):
+            raise EngineError(f"the engine did not accept store path {path} (it reports {got})")
+
+    def get_local_path(self) -> str:
+        return str(self._ai.get_local_path())
+
+    def list_local(self) -> list[str]:
+        try:
+            return [str(p) for p in self._ai.list_local()]
+        except RuntimeError as exc:
+            if "DirectoryNotFound" in str(exc):
+                raise StoreError(f"store folder {self.get_local_path()} does not exist") from None
+            raise EngineError(f"engine list_local() failed: {_one_line(exc)}") from None
+
+    def free_resources(self) -> None:
+        self._ai.free_resources()
+
+
+def engine_available() -> bool:
+    """Whether ``aspose.ocr.ai`` can be imported (without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("aspose.ocr") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@contextmanager
+def open_store(backend: str, path: Path | None, license_file: Path | None = None) -> Iterator[ModelStore]:
+    """Open the store for ``backend`` (auto|aspose|directory) and always free it on exit.
+
+    The ``finally`` here is the one place engine resources are released, on success, on error
+    and on Ctrl-C alike.
+    """
+    if backend not in BACKENDS:
+        raise StoreError(f"unknown store backend {backend!r} (expected one of {', '.join(BACKENDS)})")
+    if backend == "auto":
+        backend = "aspose" if engine_available() else "directory"
+    if backend == "directory":
+        if license_file is not None:
+            raise StoreError("--license needs the aspose backend; this store is read as a plain directory")
+        yield DirectoryStore(path)
+        return
+    store = AsposeStore(license_file)
+    try:
+        if path is not None:
+            store.set_path(os.fspath(path))
+        log.info("engine: opened (licensed=%s, path=%s)", store.licensed, store.get_local_path())
+        yield store
+    finally:
+        store.free_resources()
+        log.info("engine: free_resources() done")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
