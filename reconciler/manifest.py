@@ -140,7 +140,7 @@ def parse_manifest(data: bytes, source: str, base_dir: Path | None = None) -> Ma
     problems += _schema_problems(doc, node, source)
     problems += _duplicate_model_problems(doc, node, source)
     if problems:
-        raise ManifestError(problems)
+        raise ManifestError(sorted(problems, key=lambda line: _position_key(line, source)))
     return _build(doc, data, source, base_dir or Path.cwd())
 
 
@@ -179,6 +179,15 @@ def _compose(text: str, source: str) -> yaml.Node:
     return node
 
 
+def _position_key(line: str, source: str) -> tuple[int, int]:
+    """(line, column) of a ``source:line:col: ...`` message, for sorting problems in file order."""
+    parts = line[len(source) + 1 :].split(":", 2)
+    try:
+        return int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        return 0, 0
+
+
 def _yaml_error(exc: yaml.YAMLError, source: str) -> ManifestError:
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
@@ -212,7 +221,7 @@ def _schema_problems(doc: dict[str, Any], root: yaml.Node, source: str) -> Itera
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = set(error.schema.get("properties", {}))
             parent = _node_at(root, path)
-            for key in sorted(k for k in error.instance if k not in allowed):
+            for key in sorted(k for k in error.instance if isinstance(k, str) and k not in allowed):
                 where = _key_node(parent, key) or parent
                 hint = ", ".join(sorted(allowed))
                 yield f"{source}:{_pos(where)}: {field_path((*path, key))}: unknown field (allowed here: {hint})"

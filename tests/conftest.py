@@ -1,0 +1,78 @@
+"""Shared fixtures: example stores on tmp_path, manifest writer, CLI runner."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from reconciler.demo import build_store
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+EXAMPLE_MANIFEST = ROOT / "manifests" / "example.yaml"
+LLAMA = "Llama-3.2-3B-Instruct-Q4_K_M.gguf"
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every entry under ``root`` (recursively, links not followed) -> sha256 of bytes or 'link:target'."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if os.path.islink(path):
+                out[rel] = "link:" + os.readlink(path)
+            else:
+                out[rel] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return out
+
+
+def manifest_doc(**overrides: Any) -> dict[str, Any]:
+    """The example manifest as a dict, with top-level fields replaced by ``overrides``."""
+    doc: dict[str, Any] = yaml.safe_load(EXAMPLE_MANIFEST.read_text())
+    doc.update(overrides)
+    return doc
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """A fresh copy of the demo store: 4 to keep, 4 stale (one a symlink, one in a subfolder)."""
+    return build_store(tmp_path / "models")
+
+
+@pytest.fixture
+def write_manifest(tmp_path: Path) -> Callable[..., Path]:
+    """Write a manifest (example.yaml plus overrides) pointing at tmp_path/models; return its path."""
+
+    def write(name: str = "manifest.yaml", **overrides: Any) -> Path:
+        doc = manifest_doc(**overrides)
+        doc.setdefault("store", {})
+        if "store" not in overrides:
+            doc["store"] = {"backend": "directory", "path": str(tmp_path / "models")}
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``ocr-reconcile`` console script as a real subprocess."""
+    exe = shutil.which("ocr-reconcile", path=str(BIN)) or str(BIN / "ocr-reconcile")
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)

@@ -1,0 +1,155 @@
+"""Manifest loading and validation: table-driven good and bad cases, one message per problem."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reconciler.errors import ManifestError
+from reconciler.manifest import MAX_MANIFEST_BYTES, explain_name, load_manifest, manifest_schema, parse_manifest
+
+from .conftest import EXAMPLE_MANIFEST
+
+HEAD = "apiVersion: ocr-reconcile/v1\nkind: ModelState\nmetadata: {name: t}\n"
+
+
+def problems(text: str | bytes) -> list[str]:
+    data = text.encode() if isinstance(text, str) else text
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(data, "m.yaml")
+    return info.value.problems
+
+
+def test_example_manifest_is_valid() -> None:
+    manifest = load_manifest(EXAMPLE_MANIFEST)
+    assert manifest.name == "ocr-workers"
+    assert [m.name for m in manifest.models] == ["Llama-3.2-3B-Instruct-Q4_K_M.gguf", "qwen/Qwen2.5-1.5B-Instruct-Q4_K_M.gguf"]
+    assert manifest.whitelist == ("custom_*", "*/tokenizer.json")
+    assert (manifest.prune, manifest.backup_keep, manifest.backend, manifest.store_path) == (True, 5, "auto", None)
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "m.yaml"
+    path.parent.mkdir()
+    path.write_text(HEAD + "models: []\nstore: {path: ../store}\nbackup: {dir: bk}\n")
+    manifest = load_manifest(path)
+    assert manifest.store_path == tmp_path / "store"
+    assert manifest.backup_dir == tmp_path / "sub" / "bk"
+    assert manifest.models == () and manifest.whitelist == () and manifest.prune is True
+
+
+BAD_NAMES = [
+    ("/etc/passwd", "absolute path"),
+    ("../escape.gguf", "'..'"),
+    ("sub/..", "'..'"),
+    ("a//b", "empty part"),
+    ("sub/", "empty part"),
+    ("a\x00b", "NUL"),
+    ("a\\b.gguf", "backslash"),
+    ("a/b/c.gguf", "at most one folder level"),
+    ("./x", "'.'"),
+    ("a\nb", "control characters"),
+]
+
+
+@pytest.mark.parametrize(("name", "why"), BAD_NAMES)
+def test_bad_model_names_are_rejected_with_reason(name: str, why: str) -> None:
+    text = HEAD + f"models:\n  - name: ok.gguf\n  - name: {_yaml_str(name)}\n"
+    [line] = problems(text)
+    assert line.startswith("m.yaml:6:11: models[1].name: "), line
+    assert why in line
+
+
+@pytest.mark.parametrize(("name", "why"), BAD_NAMES)
+def test_bad_whitelist_patterns_are_rejected(name: str, why: str) -> None:
+    [line] = problems(HEAD + f"models: []\nwhitelist: [{_yaml_str(name)}]\n")
+    assert line.startswith("m.yaml:5:13: whitelist[0]: ") and why in line
+
+
+def _yaml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace("\x00", "\\0").replace("\n", "\\n") + '"'
+
+
+CASES = [
+    # (manifest text, expected problem lines: each "line:col: field: fragment")
+    (HEAD + "models:\n  - name: a.gguf\n  - name: a.gguf\n", ["6:11: models[1].name: duplicate model name 'a.gguf' (first as models[0])"]),
+    (HEAD.replace("ocr-reconcile/v1", "v2") + "models: []\n", ["1:13: apiVersion: must be 'ocr-reconcile/v1'"]),
+    ("kind: ModelState\nmetadata: {name: t}\nmodels: []\n", ["1:1: (document): missing required field 'apiVersion'"]),
+    (HEAD + "models: []\nprune: maybe\n", ["5:8: prune: must be of type boolean"]),
+    (HEAD + "models: []\nstore: {backend: docker}\n", ["5:18: store.backend: must be one of auto, aspose, directory"]),
+    (HEAD + "models: []\nbackup: {keep: 0}\n", ["5:16: backup.keep: 0 is less than the minimum of 1"]),
+    (HEAD + "models: []\nextra: 1\n", ["5:1: extra: unknown field"]),
+    (HEAD + "models:\n  - name: a\n    sha: x\n", ["6:5: models[0].sha: unknown field"]),
+    (HEAD + "models:\n  - name: a\n    sha256: ABC\n", ["6:13: models[0].sha256: \"ABC\" does not match"]),
+    (HEAD + "models: [a.gguf]\n", ["4:10: models[0]: must be of type object"]),
+    (HEAD + "models: []\nprune: true\nprune: false\n", ["6:1: prune: duplicate key (first at line 5)"]),
+    ("- a\n- b\n", ["1:1: (document): the manifest must be a mapping"]),
+    ("just a string\n", ["1:1: (document): the manifest must be a mapping"]),
+    ("", ["1:1: (document): the manifest is empty"]),
+    (HEAD + "models: [\n", ["(document): invalid YAML"]),
+    (HEAD + "models: &m []\nwhitelist: *m\n", ["5:12: (document): YAML aliases (*m) are not allowed"]),
+    (HEAD + "models: !!python/object:os.system {}\n", ["(document): invalid YAML: could not determine a constructor"]),
+    (HEAD + "models: " + "[" * 40 + "]" * 40 + "\n", ["(document): nesting deeper than 32 levels"]),
+    (HEAD + "models: []\n1: x\n", ["5:1: (document): mapping keys must be plain strings"]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_bad_manifests(text: str, expected: list[str]) -> None:
+    got = problems(text)
+    assert len(got) == len(expected), got
+    for line, fragment in zip(got, expected, strict=True):
+        assert "\n" not in line
+        assert line.startswith("m.yaml:")
+        assert fragment in line, (line, fragment)
+
+
+def test_every_problem_is_reported_not_just_the_first() -> None:
+    text = HEAD + "models:\n  - name: /abs\n  - name: ../up\n  - name: a/b/c\nprune: 3\nstore: {backend: x, colour: red}\n"
+    got = problems(text)
+    fields = [line.split(": ")[1] for line in got]
+    assert fields == ["models[0].name", "models[1].name", "models[2].name", "prune", "store.backend", "store.colour"]
+
+
+def test_alias_bomb_is_refused_before_expansion() -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(20))
+    [line] = problems(bomb)
+    assert "aliases" in line
+
+
+def test_non_utf8_names_the_byte_position() -> None:
+    [line] = problems(HEAD.encode() + b"models:\n  - name: caf\xe9\n")
+    assert line == "m.yaml:5:14: (document): not valid UTF-8 (byte 0xe9)"
+
+
+def test_oversized_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_bytes(HEAD.encode() + b"#" * MAX_MANIFEST_BYTES)
+    with pytest.raises(ManifestError, match=r"larger than 1048576 bytes \(1 MiB\)"):
+        load_manifest(path)
+
+
+def test_missing_and_directory_paths(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="no such file"):
+        load_manifest(tmp_path / "nope.yaml")
+    with pytest.raises(ManifestError, match="is a directory"):
+        load_manifest(tmp_path)
+
+
+NAME_PATTERN = manifest_schema()["$defs"]["modelName"]["pattern"]
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab./\\\x00\n-_*")), max_size=12))
+def test_explanation_agrees_with_the_schema(name: str) -> None:
+    """The schema decides validity; explain_name must give a reason exactly when it refuses."""
+    schema_ok = name != "" and re.search(NAME_PATTERN, name) is not None
+    assert schema_ok == (explain_name(name) == "") or name == ""
+
+
+def test_schema_is_valid_draft_2020_12() -> None:
+    jsonschema.Draft202012Validator.check_schema(manifest_schema())
