@@ -96,7 +96,7 @@ def _errors() -> Iterator[None]:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             typer.echo(f"error: {line}", err=True)
         raise typer.Exit(exc.exit_code) from None
-    except (typer.Exit, KeyboardInterrupt):
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
         raise
     except Exception as exc:  # a bug: say so in one line, no traceback
         log.debug("internal error", exc_info=True)

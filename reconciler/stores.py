@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,18 +130,19 @@ class AsposeStore:
     def __init__(self, license_file: Path | None = None) -> None:
         # Without this the bundled .NET runtime aborts the process when ICU is missing.
         os.environ.setdefault("DOTNET_SYSTEM_GLOBALIZATION_INVARIANT", "1")
-        try:
-            import aspose.ocr as ocr
-            from aspose.ocr.ai import AsposeAI
-        except ImportError as exc:
-            raise EngineError(f"the Aspose engine is not installed ({exc}); install ocr-reconcile[aspose] or use store.backend: directory") from None
-        if license_file is not None:
+        with _engine_call():
             try:
-                ocr.License().set_license(os.fspath(license_file))
-            except Exception as exc:  # the engine raises RuntimeError("Proxy error(...)")
-                raise EngineError(f"cannot apply Aspose license {license_file}: {_one_line(exc)}") from None
-        self._ai: Any = AsposeAI()
-        self.licensed = bool(ocr.License().is_licensed)
+                import aspose.ocr as ocr
+                from aspose.ocr.ai import AsposeAI
+            except ImportError as exc:
+                raise EngineError(f"the Aspose engine is not installed ({exc}); install ocr-reconcile[aspose] or use store.backend: directory") from None
+            if license_file is not None:
+                try:
+                    ocr.License().set_license(os.fspath(license_file))
+                except Exception as exc:  # the engine raises RuntimeError("Proxy error(...)")
+                    raise EngineError(f"cannot apply Aspose license {license_file}: {_one_line(exc)}") from None
+            self._ai: Any = AsposeAI()
+            self.licensed = bool(ocr.License().is_licensed)
 
     def set_path(self, path: str) -> None:
         """Point the engine at ``path``: only ``set_post_processor`` can (it also tries to load llama)."""
@@ -152,7 +154,8 @@ class AsposeStore:
         config.allow_auto_download = False
         config.directory_model_path = path
         try:
-            self._ai.set_post_processor(SpellCheckAIProcessor(), config)
+            with _engine_call():
+                self._ai.set_post_processor(SpellCheckAIProcessor(), config)
         except Exception as exc:  # llama's native library is usually absent; the path is set anyway
             log.info("engine: set_post_processor raised %s (expected without llama)", _one_line(exc))
         got = self.get_local_path()
@@ -160,28 +163,57 @@ class AsposeStore:
             raise EngineError(f"the engine did not accept store path {path} (it reports {got})")
 
     def get_local_path(self) -> str:
-        return str(self._ai.get_local_path())
+        with _engine_call():
+            return str(self._ai.get_local_path())
 
     def list_local(self) -> list[str]:
         try:
-            return [str(p) for p in self._ai.list_local()]
+            with _engine_call():
+                return [str(p) for p in self._ai.list_local()]
         except RuntimeError as exc:
             if "DirectoryNotFound" in str(exc):
                 raise StoreError(f"store folder {self.get_local_path()} does not exist") from None
             raise EngineError(f"engine list_local() failed: {_one_line(exc)}") from None
 
     def free_resources(self) -> None:
-        self._ai.free_resources()
+        with _engine_call():
+            self._ai.free_resources()
+
+
+# Measured: once the .NET runtime is loaded, a Ctrl-C at the confirmation prompt was ignored. The
+# runtime installs its own handlers for these signals, and its threads (which do not block them)
+# receive the signal instead of the main thread, so Python never wakes up.
+_PYTHON_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+
+
+@contextmanager
+def _engine_call() -> Iterator[None]:
+    """Run engine code with our signals blocked, then put Python's handlers back.
+
+    Threads the runtime starts meanwhile inherit the blocked mask, so these signals only ever
+    reach the main thread; a signal arriving during the call is delivered when it returns.
+    """
+    saved = {sig: signal.getsignal(sig) for sig in _PYTHON_SIGNALS}
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _PYTHON_SIGNALS)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 def engine_available() -> bool:
-    """Whether ``aspose.ocr.ai`` can be imported (without importing it)."""
+    """Whether aspose-ocr-python-net is installed, found without importing (and starting) it."""
     import importlib.util
 
     try:
-        return importlib.util.find_spec("aspose.ocr") is not None
+        spec = importlib.util.find_spec("aspose")
     except (ImportError, ValueError):
         return False
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return any(Path(loc, "ocr").is_dir() or any(Path(loc).glob("ocr.*.so")) for loc in locations)
 
 
 @contextmanager

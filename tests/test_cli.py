@@ -1,0 +1,131 @@
+"""CLI behaviour through typer.testing.CliRunner: output and pinned exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from reconciler.cli import EXIT_CANNOT_CONVERGE, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, app
+
+from .conftest import EXAMPLE_MANIFEST, tree_digest
+
+
+def test_exit_codes_are_pinned() -> None:
+    assert (EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_CANNOT_CONVERGE) == (0, 1, 2, 3)
+
+
+def test_validate_ok_and_bad(runner: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: ocr-reconcile/v1\nkind: ModelState\nmetadata: {name: t}\nmodels:\n  - name: ../x\n  - name: /y\n")
+    result = runner.invoke(app, ["validate", str(EXAMPLE_MANIFEST), str(bad)])
+    assert result.exit_code == EXIT_ERROR
+    assert f"ok: {EXAMPLE_MANIFEST}" in result.stdout
+    assert f"error: {bad}:5:11: models[0].name: \"../x\" must not contain '..'" in result.stderr
+    assert f"error: {bad}:6:11: models[1].name:" in result.stderr
+    assert "Traceback" not in result.output
+    assert runner.invoke(app, ["validate", str(EXAMPLE_MANIFEST)]).exit_code == EXIT_OK
+
+
+def test_plan_text_and_exit_code_2(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    before = tree_digest(store)
+    result = runner.invoke(app, ["plan", str(write_manifest())])
+    assert result.exit_code == EXIT_CHANGES, result.output
+    assert "  - phi-2.Q4_K_M.gguf" in result.stdout
+    assert "  = qwen/tokenizer.json" in result.stdout
+    assert "backend: directory" in result.stdout
+    assert "Plan: 4 to move to backup (5.0 MiB freed), 4 kept, 0 missing." in result.stdout
+    assert tree_digest(store) == before  # plan changes nothing
+
+
+def test_plan_json(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    result = runner.invoke(app, ["plan", str(write_manifest()), "--json"])
+    assert result.exit_code == EXIT_CHANGES
+    doc = json.loads(result.stdout)
+    assert doc["format_version"] == "1.0"
+    assert doc["summary"] == {"delete": 4, "keep": 4, "ignore": 0, "missing": 0, "bytes_freed": 5 * 1024 * 1024 + 17, "has_changes": True, "converges": True}
+    by_name = {c["name"]: c for c in doc["changes"]}
+    assert by_name["latest.gguf"]["actions"] == ["delete"]
+    assert by_name["latest.gguf"]["before"]["kind"] == "symlink"
+    assert by_name["Llama-3.2-3B-Instruct-Q4_K_M.gguf"]["actions"] == ["keep"]
+
+
+def test_plan_missing_exits_3(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    result = runner.invoke(app, ["plan", str(write_manifest(models=[{"name": "absent.gguf"}]))])
+    assert result.exit_code == EXIT_CANNOT_CONVERGE
+    assert "  ! absent.gguf" in result.stdout
+
+
+def test_plan_no_changes_exits_0(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    result = runner.invoke(app, ["plan", str(write_manifest(prune=False))])
+    assert result.exit_code == EXIT_OK
+    assert "No changes." in result.stdout and "4 left in place unmanaged" in result.stdout
+
+
+def test_plan_errors_exit_1(runner: CliRunner, tmp_path: Path, write_manifest: Callable[..., Path]) -> None:
+    result = runner.invoke(app, ["plan", str(write_manifest())])  # no store built
+    assert result.exit_code == EXIT_ERROR
+    assert result.stderr.strip() == f"error: store folder {tmp_path / 'models'} does not exist (create it, or set store.path / --store)"
+    assert runner.invoke(app, ["plan", str(tmp_path / "none.yaml")]).exit_code == EXIT_ERROR
+    assert runner.invoke(app, ["plan"]).exit_code == EXIT_ERROR  # usage error is 1, never 2
+    assert runner.invoke(app, ["plan", "--bogus"]).exit_code == EXIT_ERROR
+
+
+def test_apply_refuses_without_yes_when_not_interactive(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    before = tree_digest(store)
+    result = runner.invoke(app, ["apply", str(write_manifest())])
+    assert result.exit_code == EXIT_ERROR
+    assert "pass --yes" in result.stderr
+    assert tree_digest(store) == before
+
+
+def test_apply_then_apply_again_is_a_no_op(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest())
+    first = runner.invoke(app, ["apply", manifest, "--yes"])
+    assert first.exit_code == EXIT_OK, first.output
+    assert "Apply complete: 4 moved to backup (5.0 MiB freed), 0 skipped." in first.stdout
+    second = runner.invoke(app, ["apply", manifest, "--yes"])
+    assert second.exit_code == EXIT_OK
+    assert "No changes." in second.stdout and "moved" not in second.stdout
+
+
+def test_apply_missing_exits_3_and_moves_nothing(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    before = tree_digest(store)
+    result = runner.invoke(app, ["apply", str(write_manifest(models=[{"name": "absent.gguf"}])), "--yes"])
+    assert result.exit_code == EXIT_CANNOT_CONVERGE
+    assert tree_digest(store) == before
+
+
+def test_list_and_backups_and_restore(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest())
+    listed = json.loads(runner.invoke(app, ["list", manifest, "--json"]).stdout)
+    status = {f["name"]: f["status"] for f in listed["files"]}
+    assert status["custom_invoices.bin"] == "whitelisted"
+    assert status["Llama-3.2-3B-Instruct-Q4_K_M.gguf"] == "declared"
+    assert status["phi-2.Q4_K_M.gguf"] == "unmanaged"
+    assert {f["engine_visible"] for f in listed["files"]} == {None}  # no engine ran
+    text = runner.invoke(app, ["list", manifest]).stdout
+    assert "latest.gguf@" in text and "8 files" in text
+
+    runner.invoke(app, ["apply", manifest, "--yes"])
+    runs = json.loads(runner.invoke(app, ["backups", "-m", manifest, "--json"]).stdout)
+    assert len(runs) == 1 and runs[0]["files"] == 4 and runs[0]["size"] == 5 * 1024 * 1024 + 17
+    restored = runner.invoke(app, ["restore", runs[0]["run_id"][:10], "phi-2.Q4_K_M.gguf", "-m", manifest])
+    assert restored.exit_code == EXIT_OK, restored.output
+    assert (store / "phi-2.Q4_K_M.gguf").exists()
+    unknown = runner.invoke(app, ["restore", "nope", "-m", manifest])
+    assert unknown.exit_code == EXIT_ERROR and "no backup run 'nope'" in unknown.stderr
+
+
+def test_backup_dir_inside_store_is_an_error(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    before = tree_digest(store)
+    result = runner.invoke(app, ["apply", str(write_manifest(backup={"dir": str(store / "bk")})), "--yes"])
+    assert result.exit_code == EXIT_ERROR and "inside the store" in result.stderr
+    assert tree_digest(store) == before
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("ocr-reconcile ")
