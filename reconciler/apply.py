@@ -288,9 +288,7 @@ def prune_runs(backup_root: Path, keep: int) -> tuple[str, ...]:
 
 def find_run(backup_root: Path, run_id: str) -> BackupRun:
     """The run called ``run_id`` (a unique prefix is enough)."""
-    runs = [r for r in list_runs(backup_root) if r.run_id == run_id] or [
-        r for r in list_runs(backup_root) if r.run_id.startswith(run_id)
-    ]
+    runs = [r for r in list_runs(backup_root) if r.run_id == run_id] or [r for r in list_runs(backup_root) if r.run_id.startswith(run_id)]
     if not runs:
         raise BackupError(f"no backup run {run_id!r} in {backup_root} (see: ocr-reconcile backups)")
     if len(runs) > 1:
@@ -319,10 +317,12 @@ def restore_run(run: BackupRun, names: Sequence[str], force: bool, store_root: s
     present, conflicts = _classify_destinations(root, selected)
     if conflicts and not force:
         raise BackupError(
-            "a different file is in the store at " + ", ".join(conflicts) + "; nothing was restored (--force moves it to a new backup run first)"
+            "a different file is in the store at "
+            + ", ".join(conflicts)
+            + "; nothing was restored (--force moves it to a new backup run first)"
         )
     displaced_run = _displace(root, run, conflicts) if conflicts else None
-    restored = []
+    restored: list[str] = []
     remaining = {e["name"]: e for e in run.entries}
     for entry in selected:
         name = entry["name"]
@@ -333,7 +333,9 @@ def restore_run(run: BackupRun, names: Sequence[str], force: bool, store_root: s
             _move(run.path / name, Path(root) / name, facts)
         except OSError as exc:
             _rewrite_entries(run, remaining.values())
-            raise BackupError(f"restoring {name} failed: {exc.strerror or exc}; restored before it: {', '.join(restored) or 'none'}") from None
+            raise BackupError(
+                f"restoring {name} failed: {exc.strerror or exc}; restored before it: {', '.join(restored) or 'none'}"
+            ) from None
         restored.append(name)
         del remaining[name]
         _rewrite_entries(run, remaining.values())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,9 +38,17 @@ log = logging.getLogger("reconciler")
 class _Group(TyperGroup):
     """Runs every command non-standalone so that all exits go through one mapping."""
 
-    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
         except typer.TyperException as exc:  # usage errors: exit 1, not click's 2
             show = getattr(exc, "show", None)
             if callable(show):
@@ -84,7 +92,9 @@ def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log engine and store steps to stderr.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="ocr-reconcile: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="ocr-reconcile: %(message)s", stream=sys.stderr, force=True
+    )
 
 
 @contextmanager
@@ -242,9 +252,9 @@ def restore(
 ) -> None:
     """Put backed-up files back into the store; never overwrites a different file unless --force."""
     with _errors():
-        store_root, backup_root = _settings(manifest, store, backup_dir)
-        run = find_run(backup_root, run_id)
-        result = restore_run(run, names or [], force, store_root=str(store) if store else None)
+        _, backup_root = _settings(manifest, store, backup_dir)
+        run = find_run(backup_root, run_id)  # restores into the store recorded in the run, unless --store
+        result = restore_run(run, names or [], force, store_root=str(store.absolute()) if store else None)
         typer.echo(render.restore_text(run.run_id, result))
 
 

@@ -130,7 +130,7 @@ def parse_manifest(data: bytes, source: str, base_dir: Path | None = None) -> Ma
     node = _compose(text, source)
     problems = list(_structure_problems(node, source))
     try:
-        doc = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+        doc = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, source) from None
     except (ValueError, OverflowError) as exc:  # e.g. an out-of-range timestamp
@@ -160,7 +160,9 @@ def _compose(text: str, source: str) -> yaml.Node:
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent):
-                raise ManifestError([f"{source}:{_mark(event.start_mark)}: (document): YAML aliases (*{event.anchor}) are not allowed in manifests"])
+                raise ManifestError(
+                    [f"{source}:{_mark(event.start_mark)}: (document): YAML aliases (*{event.anchor}) are not allowed in manifests"]
+                )
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -205,7 +207,8 @@ def _structure_problems(node: yaml.Node, source: str, path: tuple[str | int, ...
                 yield f"{source}:{_pos(key)}: {field_path(path)}: mapping keys must be plain strings"
                 continue
             if key.value in seen:
-                yield f"{source}:{_pos(key)}: {field_path((*path, key.value))}: duplicate key (first at line {seen[key.value].start_mark.line + 1})"
+                first = seen[key.value].start_mark.line + 1
+                yield f"{source}:{_pos(key)}: {field_path((*path, key.value))}: duplicate key (first at line {first})"
             seen.setdefault(key.value, key)
             yield from _structure_problems(value, source, (*path, key.value))
     elif isinstance(node, yaml.SequenceNode):
@@ -244,7 +247,8 @@ def _message(error: jsonschema.ValidationError) -> str:
         names = " or ".join(expected) if isinstance(expected, list) else str(expected)
         return f"must be of type {names} (got {_short(value)})"
     if error.validator == "enum":
-        return f"must be one of {', '.join(map(str, error.validator_value))} (got {_short(value)})"
+        choices = error.validator_value if isinstance(error.validator_value, list) else []
+        return f"must be one of {', '.join(map(str, choices))} (got {_short(value)})"
     return _one_line(error.message)
 
 

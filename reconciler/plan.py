@@ -92,9 +92,7 @@ def glob_match(pattern: str, name: str) -> bool:
     """
     pattern_parts = pattern.split("/")
     name_parts = name.split("/")
-    return len(pattern_parts) == len(name_parts) and all(
-        fnmatch.fnmatchcase(n, p) for p, n in zip(pattern_parts, name_parts, strict=True)
-    )
+    return len(pattern_parts) == len(name_parts) and all(fnmatch.fnmatchcase(n, p) for p, n in zip(pattern_parts, name_parts, strict=True))
 
 
 def whitelisted_by(manifest: Manifest, name: str) -> str | None:

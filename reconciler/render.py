@@ -124,8 +124,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "converges": plan.converges,
         },
         "changes": [
-            {"name": c.name, "actions": [c.action.value], "reason": c.reason, "before": _facts_json(c.before)}
-            for c in plan.changes
+            {"name": c.name, "actions": [c.action.value], "reason": c.reason, "before": _facts_json(c.before)} for c in plan.changes
         ],
         "warnings": list(plan.scan.warnings),
     }

@@ -120,7 +120,7 @@ def relative_name(path: str, local: str, root: str) -> str:
     """Turn a path from ``list_local()`` into a store-relative, '/'-separated name."""
     prefix = local.rstrip("/") + "/"
     if path.startswith(prefix):
-        return path[len(prefix):]
+        return path[len(prefix) :]
     return os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
 
 

@@ -126,6 +126,7 @@ class AsposeStore:
     """
 
     backend = "aspose"
+    licensed: bool | None
 
     def __init__(self, license_file: Path | None = None) -> None:
         # Without this the bundled .NET runtime aborts the process when ICU is missing.
@@ -135,7 +136,9 @@ class AsposeStore:
                 import aspose.ocr as ocr
                 from aspose.ocr.ai import AsposeAI
             except ImportError as exc:
-                raise EngineError(f"the Aspose engine is not installed ({exc}); install ocr-reconcile[aspose] or use store.backend: directory") from None
+                raise EngineError(
+                    f"the Aspose engine is not installed ({exc}); install ocr-reconcile[aspose] or use store.backend: directory"
+                ) from None
             if license_file is not None:
                 try:
                     ocr.License().set_license(os.fspath(license_file))

@@ -71,7 +71,9 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the installed ``ocr-reconcile`` console script as a real subprocess."""
     exe = shutil.which("ocr-reconcile", path=str(BIN)) or str(BIN / "ocr-reconcile")
     full_env = {**os.environ, **(env or {})}

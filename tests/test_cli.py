@@ -45,7 +45,15 @@ def test_plan_json(runner: CliRunner, store: Path, write_manifest: Callable[...,
     assert result.exit_code == EXIT_CHANGES
     doc = json.loads(result.stdout)
     assert doc["format_version"] == "1.0"
-    assert doc["summary"] == {"delete": 4, "keep": 4, "ignore": 0, "missing": 0, "bytes_freed": 5 * 1024 * 1024 + 17, "has_changes": True, "converges": True}
+    assert doc["summary"] == {
+        "delete": 4,
+        "keep": 4,
+        "ignore": 0,
+        "missing": 0,
+        "bytes_freed": 5 * 1024 * 1024 + 17,
+        "has_changes": True,
+        "converges": True,
+    }
     by_name = {c["name"]: c for c in doc["changes"]}
     assert by_name["latest.gguf"]["actions"] == ["delete"]
     assert by_name["latest.gguf"]["before"]["kind"] == "symlink"

@@ -70,7 +70,9 @@ def write_manifest(tmp_path: Path, **extra: object) -> Path:
 
 
 def raw_list(xdg: Path) -> tuple[str, list[str]]:
-    out = subprocess.run([sys.executable, "-c", RAW_LIST], capture_output=True, text=True, env={**os.environ, **engine_env(xdg)}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", RAW_LIST], capture_output=True, text=True, env={**os.environ, **engine_env(xdg)}, check=True
+    )
     data = json.loads(out.stdout)
     return data["path"], data["items"]
 

@@ -85,7 +85,7 @@ CASES = [
     (HEAD + "models: []\nbackup: {keep: 0}\n", ["5:16: backup.keep: 0 is less than the minimum of 1"]),
     (HEAD + "models: []\nextra: 1\n", ["5:1: extra: unknown field"]),
     (HEAD + "models:\n  - name: a\n    sha: x\n", ["6:5: models[0].sha: unknown field"]),
-    (HEAD + "models:\n  - name: a\n    sha256: ABC\n", ["6:13: models[0].sha256: \"ABC\" does not match"]),
+    (HEAD + "models:\n  - name: a\n    sha256: ABC\n", ['6:13: models[0].sha256: "ABC" does not match']),
     (HEAD + "models: [a.gguf]\n", ["4:10: models[0]: must be of type object"]),
     (HEAD + "models: []\nprune: true\nprune: false\n", ["6:1: prune: duplicate key (first at line 5)"]),
     ("- a\n- b\n", ["1:1: (document): the manifest must be a mapping"]),
@@ -117,7 +117,9 @@ def test_every_problem_is_reported_not_just_the_first() -> None:
 
 
 def test_alias_bomb_is_refused_before_expansion() -> None:
-    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(20))
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(20)
+    )
     [line] = problems(bomb)
     assert "aliases" in line
 
