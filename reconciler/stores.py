@@ -140,6 +140,7 @@ class AsposeStore:
                     f"the Aspose engine is not installed ({exc}); install ocr-reconcile[aspose] or use store.backend: directory"
                 ) from None
             if license_file is not None:
+                _probe_license(license_file)
                 try:
                     ocr.License().set_license(os.fspath(license_file))
                 except Exception as exc:  # the engine raises RuntimeError("Proxy error(...)")
@@ -205,6 +206,35 @@ def _engine_call() -> Iterator[None]:
             if handler is not None:
                 signal.signal(sig, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+_LICENSE_PROBE = """
+import os, sys
+os.environ.setdefault("DOTNET_SYSTEM_GLOBALIZATION_INVARIANT", "1")
+import aspose.ocr as ocr
+ocr.License().set_license(sys.argv[1])
+"""
+
+
+def _probe_license(license_file: Path) -> None:
+    """Apply the license once in a child process first: the engine can abort the whole process.
+
+    Measured: the bundled .NET Core 3.1 needs OpenSSL 1.x to verify a license; on a host with only
+    OpenSSL 3 it prints "No usable version of libssl was found" and aborts (SIGABRT), which no
+    ``except`` can catch. The child takes that crash instead, and we report it in one line.
+    """
+    import subprocess
+    import sys
+
+    if not os.path.isfile(license_file):
+        raise EngineError(f"license file {license_file} does not exist")
+    probe = subprocess.run([sys.executable, "-c", _LICENSE_PROBE, os.fspath(license_file)], capture_output=True, text=True)
+    if probe.returncode < 0:
+        said = _one_line(Exception(probe.stderr.strip().splitlines()[0] if probe.stderr.strip() else ""))
+        raise EngineError(
+            f"the engine crashed (signal {-probe.returncode}) while verifying license {license_file}: {said or 'no message'}"
+            + ("; it needs OpenSSL 1.x (libssl1.1), which this host lacks" if "libssl" in said else "")
+        )
 
 
 def engine_available() -> bool:

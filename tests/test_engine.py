@@ -197,3 +197,15 @@ def test_free_resources_on_ctrl_c(xdg: Path, tmp_path: Path) -> None:
     assert "Interrupted." in text
     assert text.count(FREED) == 1, text
     assert tree_digest(models) == before
+
+
+@pytest.mark.parametrize("content", [None, "<License><Data>not a real license</Data></License>"])
+def test_bad_license_is_a_one_line_error(xdg: Path, tmp_path: Path, content: str | None) -> None:
+    """A missing or bogus license: exit 1 and one line, even where the engine itself aborts (no OpenSSL 1.x)."""
+    lic = tmp_path / "Aspose.OCR.lic"
+    if content is not None:
+        lic.write_text(content)
+    result = run_cli("list", str(write_manifest(tmp_path)), "--license", str(lic), env=engine_env(xdg))
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and str(lic) in line
