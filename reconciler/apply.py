@@ -312,8 +312,11 @@ def restore_run(run: BackupRun, names: Sequence[str], force: bool, store_root: s
         raise BackupError(f"run {run.run_id} holds no {', '.join(map(repr, unknown))}")
     selected = [by_name[n] for n in (names or list(by_name))]
     for entry in selected:
-        if not os.path.lexists(run.path / entry["name"]):
-            raise BackupError(f"backup file {run.path / entry['name']} is missing; nothing was restored")
+        held = run.path / entry["name"]
+        if not os.path.lexists(held):
+            raise BackupError(f"backup file {held} is missing; nothing was restored")
+        if entry["kind"] == "file" and file_sha256(os.fspath(held)) != entry.get("sha256"):
+            raise BackupError(f"backup file {held} does not match the sha256 in its index; nothing was restored")
     present, conflicts = _classify_destinations(root, selected)
     if conflicts and not force:
         raise BackupError(

@@ -78,11 +78,6 @@ class Plan:
         """False when declared models are missing: applying cannot reach the manifest."""
         return not self.of(Action.MISSING)
 
-    @property
-    def engine_hid_files(self) -> bool:
-        """True when an engine ran and did not list every file on disk (evaluation filter)."""
-        return self.scan.engine_listed is not None and any(f.engine_visible is False for f in self.scan.files)
-
 
 def glob_match(pattern: str, name: str) -> bool:
     """Match a whitelist glob against a store-relative name, part by part.

@@ -38,8 +38,7 @@ def backend_line(scan: StoreScan) -> str:
 
 def engine_note(scan: StoreScan) -> str | None:
     """The one-line warning for an unlicensed engine that hid files, else None."""
-    hidden = sum(1 for f in scan.files if f.engine_visible is False)
-    if scan.engine_listed is None or not hidden:
+    if scan.engine_listed is None or not scan.engine_hidden:
         return None
     licence = "unlicensed (evaluation mode)" if not scan.engine_licensed else "licensed"
     return (
@@ -102,7 +101,7 @@ def _store_json(scan: StoreScan) -> dict[str, Any]:
         engine = {
             "licensed": scan.engine_licensed,
             "listed": scan.engine_listed,
-            "hid_files": any(f.engine_visible is False for f in scan.files),
+            "hid_files": scan.engine_hidden > 0,
         }
     return {"path": scan.root, "backend": scan.backend, "engine": engine}
 

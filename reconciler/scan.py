@@ -61,12 +61,10 @@ class StoreScan:
     engine_listed: int | None = None
     warnings: tuple[str, ...] = ()
 
-    def get(self, name: str) -> FileFacts | None:
-        """The entry called ``name``, or None."""
-        for facts in self.files:
-            if facts.name == name:
-                return facts
-        return None
+    @property
+    def engine_hidden(self) -> int:
+        """How many files on disk the engine did not list (0 when no engine ran)."""
+        return sum(1 for f in self.files if f.engine_visible is False)
 
     @property
     def size_on_disk(self) -> int:

@@ -168,3 +168,13 @@ def test_pinned_hash_is_checked(store: Path, write_manifest: Callable[..., Path]
     assert ok.converges
     bad = make(write_manifest(models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "sha256": "0" * 64}]), store)
     assert not bad.converges
+
+
+def test_restore_refuses_a_corrupted_backup_copy(store: Path, write_manifest: Callable[..., Path]) -> None:
+    backup_root = default_backup_root(str(store))
+    result = apply_plan(make(write_manifest(), store), backup_root, keep=5)
+    run = find_run(backup_root, str(result.run_id))
+    (run.path / "phi-2.Q4_K_M.gguf").write_bytes(b"bit rot")
+    with pytest.raises(BackupError, match="does not match the sha256"):
+        restore_run(run, [], force=False)
+    assert not (store / "mistral-7b-v0.1.Q2_K.gguf").exists()  # nothing restored, not even the good ones

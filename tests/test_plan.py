@@ -108,7 +108,7 @@ def test_engine_hidden_files_are_planned() -> None:
     shown = FileFacts("a", "file", 7, 1, 3, 1, engine_visible=True)
     s = StoreScan(root="/s", backend="aspose", files=(shown, hidden), engine_licensed=False, engine_listed=1)
     plan = make_plan(manifest(["a"]), s)
-    assert plan.engine_hid_files
+    assert plan.scan.engine_hidden == 1
     assert [c.name for c in plan.to_delete] == ["old.gguf"]
 
 
