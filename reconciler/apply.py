@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ApplyError, BackupError, CannotConvergeError, ConfigError
+from .errors import ApplyError, BackupError, CannotConvergeError, ConfigError, GuardError
 from .plan import Action, Plan
 from .scan import HASH_CHUNK, FileFacts, file_sha256, stat_entry
 
@@ -112,6 +112,8 @@ def apply_plan(plan: Plan, backup_root: Path, keep: int | None, run_id: str | No
         missing = ", ".join(c.name for c in plan.of(Action.MISSING))
         raise CannotConvergeError(f"declared models are missing or differ from their pin: {missing}; nothing was moved")
     check_backup_root(plan.scan.root, backup_root)
+    if plan.violations:
+        raise GuardError("; ".join(plan.violations) + "; nothing was moved")
     if not plan.has_changes:
         return ApplyResult(run_id=None, run_dir=None)
     run_id = run_id or new_run_id()

@@ -20,16 +20,19 @@ from typer.core import TyperGroup
 
 from . import __version__, render
 from .apply import apply_plan, check_backup_root, default_backup_root, find_run, list_runs, restore_run
-from .errors import CannotConvergeError, ConfirmationRefused, ManifestError, ReconcilerError
+from .errors import CannotConvergeError, ConfirmationRefused, GuardError, ManifestError, ReconcilerError, StalePlanError, UsageError
 from .manifest import Manifest, load_manifest
-from .plan import Plan, make_plan
-from .scan import StoreScan, scan_store
+from .plan import Action, Guards, Plan, guards_for, make_plan
+from .planfile import checksum, fingerprint_differences, read_document, saved_plan, scan_from_snapshot, snapshot_doc, write_document
+from .scan import Everything, StoreScan, scan_store
 from .stores import BACKENDS, engine_default_path, open_store
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
 EXIT_CANNOT_CONVERGE = 3
+EXIT_GUARD = 4
+EXIT_STALE_PLAN = 5
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("reconciler")
@@ -76,7 +79,14 @@ ManifestArg = Annotated[Path, typer.Argument(help="Manifest YAML file.", show_de
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="Model folder; overrides store.path.")]
 BackendOpt = Annotated[str | None, typer.Option("--backend", help=f"Override store.backend ({'|'.join(BACKENDS)}).")]
 LicenseOpt = Annotated[Path | None, typer.Option("--license", help="Aspose license file to apply (lifts the evaluation filter).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Output format: text, json or markdown.")]
+MaxDeleteOpt = Annotated[
+    int | None, typer.Option("--max-delete", min=0, help="Refuse to move more files than this (stricter of this and limits.max_delete).")
+]
+AllowEmptyOpt = Annotated[
+    bool, typer.Option("--allow-empty", help="Allow a plan that moves every file, or whose manifest declares no models.")
+]
 BackupDirOpt = Annotated[Path | None, typer.Option("--backup-dir", help="Backup folder; overrides backup.dir.")]
 ManifestOpt = Annotated[Path | None, typer.Option("--manifest", "-m", help="Manifest to take the store and backup settings from.")]
 
@@ -129,6 +139,16 @@ def _backup_root(manifest: Manifest | None, store_root: str, backup_dir: Path | 
     return check_backup_root(store_root, root)
 
 
+def _format(fmt: str, as_json: bool) -> str:
+    if fmt not in render.FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(render.FORMATS)} (got {fmt!r})")
+    return "json" if as_json else fmt
+
+
+def _colour() -> bool:
+    return render.use_colour(sys.stdout.isatty())
+
+
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Manifest files to check.", show_default=False)]) -> None:
     """Check manifests against the schema; print every problem as file:line:col: field: why."""
@@ -147,52 +167,169 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Manifest files to
         raise typer.Exit(EXIT_ERROR)
 
 
-def _plan_exit(plan: Plan) -> int:
-    if not plan.converges:
+def _plan_exit(summaries: list[dict[str, Any]]) -> int:
+    if not all(s["converges"] for s in summaries):
         return EXIT_CANNOT_CONVERGE
-    return EXIT_CHANGES if plan.has_changes else EXIT_OK
+    return EXIT_CHANGES if any(s["has_changes"] for s in summaries) else EXIT_OK
+
+
+def _state_files(state: Path | None, extra: list[Path]) -> list[Path]:
+    """``--state`` files: the option's value (a file, a folder of *.json, or a quoted glob) plus the
+    shell-expanded rest of ``--state snapshots/*.json``, which arrives as extra arguments."""
+    if state is None:
+        if extra:
+            raise UsageError(f"unexpected extra arguments: {' '.join(map(str, extra))}")
+        return []
+    paths: list[Path] = []
+    for item in [state, *extra]:
+        if item.is_dir():
+            paths += sorted(item.glob("*.json"))
+        elif any(ch in str(item) for ch in "*?["):
+            paths += sorted(Path().glob(str(item))) if not item.is_absolute() else sorted(Path("/").glob(str(item)[1:]))
+        else:
+            paths.append(item)
+    if not paths:
+        raise UsageError(f"--state {state}: no snapshot files found")
+    return paths
 
 
 @app.command()
 def plan(
     manifest_file: ManifestArg,
+    more_states: Annotated[list[Path] | None, typer.Argument(help="More snapshot files (the shell's expansion of --state *.json).")] = None,
     store: StoreOpt = None,
     backend: BackendOpt = None,
     license_file: LicenseOpt = None,
+    fmt: FormatOpt = "text",
     as_json: JsonOpt = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Save the plan (JSON, checksummed) for apply PLANFILE.")] = None,
+    state: Annotated[Path | None, typer.Option("--state", help="Plan against snapshot files instead of the live store.")] = None,
+    max_delete: MaxDeleteOpt = None,
+    allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Show what apply would do. Changes nothing. Exit 0 no changes, 2 changes pending, 3 cannot converge."""
     with _errors():
+        fmt = _format(fmt, as_json)
+        snapshots = _state_files(state, more_states or [])
         manifest = load_manifest(manifest_file)
-        with _scanned(manifest, store, backend, license_file) as scan:
-            result = make_plan(manifest, scan)
-        typer.echo(render.dumps(render.plan_json(result)) if as_json else render.plan_text(result))
-    raise typer.Exit(_plan_exit(result))
+        guards = guards_for(manifest, max_delete, allow_empty)
+        if snapshots:
+            if out is not None:
+                raise UsageError("--out saves a plan for one live store; it cannot be combined with --state")
+            docs = []
+            for path in snapshots:
+                snap = read_document(path, "snapshot")
+                docs.append(render.plan_doc(make_plan(manifest, scan_from_snapshot(snap), guards), host=snap["host"]))
+            doc = render.fleet_doc(docs)
+            summaries = [d["summary"] for d in docs]
+        else:
+            with _scanned(manifest, store, backend, license_file) as scan:
+                doc = render.plan_doc(make_plan(manifest, scan, guards))
+            summaries = [doc["summary"]]
+            if out is not None:
+                write_document(out, saved_plan(doc))
+        typer.echo(render.render_plan(doc, fmt, _colour()), nl=fmt != "markdown")
+        if out is not None:
+            typer.echo(f"Saved plan to {out}. Apply exactly this plan with: ocr-reconcile apply {out}", err=True)
+    raise typer.Exit(_plan_exit(summaries))
 
 
 @app.command()
 def apply(
-    manifest_file: ManifestArg,
+    source: Annotated[Path, typer.Argument(help="Manifest (YAML), or a plan saved by plan --out (.json).", show_default=False)],
     store: StoreOpt = None,
     backend: BackendOpt = None,
     license_file: LicenseOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    max_delete: MaxDeleteOpt = None,
+    allow_empty: AllowEmptyOpt = False,
 ) -> None:
-    """Re-plan, show the plan, confirm, then move unmanaged files to a backup run."""
+    """Re-plan (or load a saved plan), show it, confirm, then move unmanaged files to a backup run."""
     with _errors():
-        manifest = load_manifest(manifest_file)
+        if source.suffix == ".json":
+            if store or backend or max_delete is not None or allow_empty:
+                raise UsageError(
+                    "a saved plan is applied exactly as saved: --store, --backend, --max-delete and --allow-empty go with plan"
+                )
+            saved = read_document(source, "saved-plan")
+            manifest = _manifest_of(saved)
+            store, backend = Path(saved["store"]["path"]), saved["store"]["backend"]
+            guards = Guards(saved["guards"]["max_delete"], saved["guards"]["max_delete_bytes"], saved["guards"]["allow_empty"])
+        else:
+            saved = None
+            manifest = load_manifest(source)
+            guards = guards_for(manifest, max_delete, allow_empty)
         with _scanned(manifest, store, backend, license_file) as scan:
-            result = make_plan(manifest, scan)
+            result = make_plan(manifest, scan, guards)
+            if saved is not None:
+                _check_fresh(saved, scan, result)
             backup_root = _backup_root(manifest, scan.root, None)
-            typer.echo(render.plan_text(result))
+            typer.echo(render.plan_text(render.plan_doc(result), _colour()))
             if not result.converges:
                 raise CannotConvergeError("declared models are missing; nothing was moved")
+            if result.violations:
+                raise GuardError("; ".join(result.violations) + "; nothing was moved")
             if not result.has_changes:
                 raise typer.Exit(EXIT_OK)
             _confirm(f"Move {len(result.to_delete)} files ({render.format_size(result.bytes_freed)}) to {backup_root}?", yes)
             outcome = apply_plan(result, backup_root, manifest.backup_keep)
-        typer.echo(render.apply_text(outcome, f" -m {manifest_file}" + (f" --store {store}" if store else "")))
+        typer.echo(render.apply_text(outcome, f" -m {manifest.source}" + (f" --store {store}" if store else "")))
     raise typer.Exit(EXIT_CHANGES if outcome.skipped else EXIT_OK)
+
+
+def _manifest_of(saved: dict[str, Any]) -> Manifest:
+    """The manifest a saved plan was made from, refusing (stale) if it is gone or was edited."""
+    path = Path(saved["manifest"]["path"])
+    try:
+        manifest = load_manifest(path)
+    except ManifestError:
+        raise StalePlanError([f"manifest {path} is missing or no longer valid"]) from None
+    if manifest.sha256 != saved["manifest"]["sha256"]:
+        raise StalePlanError([f"manifest edited: {path} (sha256 {saved['manifest']['sha256'][:12]}… -> {manifest.sha256[:12]}…)"])
+    return manifest
+
+
+def _check_fresh(saved: dict[str, Any], scan: StoreScan, fresh: Plan) -> None:
+    """Refuse a saved plan when the store changed, or when re-planning would not give the same plan."""
+    differences = fingerprint_differences(saved, scan)
+    if saved["store"]["backend"] != scan.backend:
+        differences.append(f"backend changed: {saved['store']['backend']} -> {scan.backend}")
+    if not differences:
+        was = [(c["name"], c["actions"]) for c in saved["changes"]]
+        now = [(c.name, [c.action.value]) for c in fresh.changes]
+        if was != now:
+            differences.append("re-planning gives a different plan (another ocr-reconcile version?); make the plan again")
+    if differences:
+        raise StalePlanError(differences)
+
+
+@app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(help="A plan saved by plan --out.", show_default=False)],
+    fmt: FormatOpt = "text",
+    as_json: JsonOpt = False,
+) -> None:
+    """Render a saved plan without applying it; warn (exit 0 all the same) when it is stale."""
+    with _errors():
+        fmt = _format(fmt, as_json)
+        saved = read_document(plan_file, "saved-plan")
+        typer.echo(render.render_plan(saved, fmt, _colour()), nl=fmt != "markdown")
+        for line in _staleness(saved):
+            typer.echo(f"warning: {line}", err=True)
+
+
+def _staleness(saved: dict[str, Any]) -> list[str]:
+    """Why a saved plan would be refused now (read with the directory backend: no engine needed)."""
+    try:
+        manifest = _manifest_of(saved)
+        with open_store("directory", Path(saved["store"]["path"])) as opened:
+            scan = scan_store(opened, {m.name for m in manifest.models if m.sha256})
+        _check_fresh({**saved, "store": {**saved["store"], "backend": "directory"}}, scan, make_plan(manifest, scan))
+    except StalePlanError as exc:
+        return ["this plan is stale; apply would refuse it:", *exc.differences]
+    except ReconcilerError as exc:
+        return [f"cannot check whether this plan is stale: {exc}"]
+    return []
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -204,20 +341,69 @@ def _confirm(question: str, yes: bool) -> None:
         raise ConfirmationRefused("not confirmed; nothing was moved")
 
 
+@app.command()
+def check(
+    manifest_file: ManifestArg,
+    store: StoreOpt = None,
+    backend: BackendOpt = None,
+    license_file: LicenseOpt = None,
+) -> None:
+    """Read-only drift check for monitoring: exit 0 converged, 2 drift (to move or missing), 1 error."""
+    with _errors():
+        manifest = load_manifest(manifest_file)
+        with _scanned(manifest, store, backend, license_file) as scan:
+            result = make_plan(manifest, scan)
+        missing = [c.name for c in result.of(Action.MISSING)]
+        if result.converges and not result.has_changes:
+            typer.echo(f"OK: {scan.root} matches {manifest.source} ({len(scan.files)} files)")
+            raise typer.Exit(EXIT_OK)
+        parts = [f"{len(result.to_delete)} to move to backup ({render.format_size(result.bytes_freed)})"]
+        parts += [f"{len(missing)} missing ({', '.join(missing[:5])}{', …' if len(missing) > 5 else ''})"] if missing else []
+        typer.echo(f"DRIFT: {scan.root} differs from {manifest.source}: {'; '.join(parts)}")
+    raise typer.Exit(EXIT_CHANGES)
+
+
+@app.command()
+def snapshot(
+    manifest: ManifestOpt = None,
+    store: StoreOpt = None,
+    backend: BackendOpt = None,
+    license_file: LicenseOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the snapshot here (default: stdout).")] = None,
+    hash_files: Annotated[bool, typer.Option("--hash", help="Record the sha256 of every file (reads every byte).")] = False,
+    host: Annotated[str | None, typer.Option("--host", help="Host name to record (default: this machine's).")] = None,
+) -> None:
+    """Record the store's inventory for fleet plans (plan --state). Changes nothing."""
+    with _errors():
+        loaded = load_manifest(manifest) if manifest else None
+        chosen = backend or (loaded.backend if loaded else "auto")
+        path = store or (loaded.store_path if loaded else None)
+        with open_store(chosen, path, license_file) as opened:
+            scan = scan_store(opened, Everything() if hash_files else ())
+        body = snapshot_doc(scan, host, hash_files)
+        if out is None:
+            typer.echo(render.dumps({**body, "checksum": checksum(body)}))
+        else:
+            write_document(out, body)
+            typer.echo(f"Snapshot of {scan.root} ({len(scan.files)} files) written to {out}.", err=True)
+
+
 @app.command("list")
 def list_(
     manifest_file: Annotated[Path | None, typer.Argument(help="Optional manifest to classify files against.", show_default=False)] = None,
     store: StoreOpt = None,
     backend: BackendOpt = None,
     license_file: LicenseOpt = None,
+    fmt: FormatOpt = "text",
     as_json: JsonOpt = False,
 ) -> None:
     """Show what the store holds: name, size, declared/whitelisted/unmanaged, engine visibility."""
     with _errors():
+        fmt = _format(fmt, as_json)
         manifest = load_manifest(manifest_file) if manifest_file else None
         with _scanned(manifest, store, backend, license_file) as scan:
             pass
-        typer.echo(render.dumps(render.list_json(scan, manifest)) if as_json else render.list_text(scan, manifest))
+        typer.echo(render.render_list(render.list_doc(scan, manifest), fmt), nl=fmt != "markdown")
 
 
 def _settings(manifest_file: Path | None, store: Path | None, backup_dir: Path | None) -> tuple[str, Path]:

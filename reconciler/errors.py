@@ -44,6 +44,30 @@ class CannotConvergeError(ReconcilerError):
     exit_code = 3
 
 
+class GuardError(ReconcilerError):
+    """A plan breaks a deletion guard (max_delete, max_delete_bytes, empty manifest, whole store)."""
+
+    exit_code = 4
+
+
+class PlanFileError(ReconcilerError):
+    """A saved plan or snapshot file is unreadable, corrupt, hand-edited or of an unknown version."""
+
+
+class StalePlanError(ReconcilerError):
+    """The store or the manifest changed since a saved plan was made; ``differences`` names each."""
+
+    exit_code = 5
+
+    def __init__(self, differences: list[str]) -> None:
+        self.differences = list(differences)
+        super().__init__("\n".join(["saved plan is stale; nothing was changed:", *self.differences]))
+
+
+class UsageError(ReconcilerError):
+    """Options that do not go together, or an argument that cannot be used."""
+
+
 class ConfirmationRefused(ReconcilerError):
     """The user said no, or there is no terminal to ask and ``--yes`` was not given."""
 

@@ -27,8 +27,6 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 API_VERSION = "ocr-reconcile/v1"
 
-_SCHEMA_NAME = "manifest.schema.json"
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -56,6 +54,8 @@ class Manifest:
     prune: bool
     backup_dir: Path | None
     backup_keep: int | None
+    max_delete: int | None = None
+    max_delete_bytes: int | None = None
 
     @cached_property
     def declared(self) -> dict[str, ModelSpec]:
@@ -63,20 +63,25 @@ class Manifest:
         return {m.name: m for m in self.models}
 
 
-def schema_path() -> Path:
-    """Where the manifest schema lives: inside the installed package, else in the source tree."""
+def schema_path(name: str) -> Path:
+    """Where a schema file lives: inside the installed package, else in the source tree."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "schemas" / _SCHEMA_NAME, here.parent / "schemas" / _SCHEMA_NAME):
+    for candidate in (here / "schemas" / name, here.parent / "schemas" / name):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{_SCHEMA_NAME} is not installed next to the reconciler package")
+    raise FileNotFoundError(f"{name} is not installed next to the reconciler package")
 
 
 @cache
-def manifest_schema() -> dict[str, Any]:
-    """The parsed manifest JSON Schema (cached; never mutate the returned dict)."""
-    loaded: dict[str, Any] = json.loads(schema_path().read_text(encoding="utf-8"))
+def load_schema(name: str) -> dict[str, Any]:
+    """A parsed JSON Schema from ``schemas/`` (cached; never mutate the returned dict)."""
+    loaded: dict[str, Any] = json.loads(schema_path(name).read_text(encoding="utf-8"))
     return loaded
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The manifest JSON Schema: the single definition of a valid manifest."""
+    return load_schema("manifest.schema.json")
 
 
 def explain_name(name: str) -> str:
@@ -273,6 +278,7 @@ def _duplicate_model_problems(doc: dict[str, Any], root: yaml.Node, source: str)
 def _build(doc: dict[str, Any], data: bytes, source: str, base_dir: Path) -> Manifest:
     store = doc.get("store") or {}
     backup = doc.get("backup") or {}
+    limits = doc.get("limits") or {}
     return Manifest(
         source=source,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -284,7 +290,24 @@ def _build(doc: dict[str, Any], data: bytes, source: str, base_dir: Path) -> Man
         prune=doc.get("prune", True),
         backup_dir=_resolve(backup.get("dir"), base_dir),
         backup_keep=backup.get("keep", 5),
+        max_delete=limits.get("max_delete"),
+        max_delete_bytes=parse_size(limits["max_delete_bytes"]) if limits.get("max_delete_bytes") is not None else None,
     )
+
+
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an int or a size string such as ``10 GiB`` or ``500MB`` (schema-validated form)."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().replace(" ", "")
+    number = text.rstrip("KMGTiB")
+    unit = text[len(number) :].upper() or "B"
+    if unit not in _UNITS or not number:
+        raise ValueError(f"not a size: {value!r}")
+    return int(float(number) * _UNITS[unit])
 
 
 def _resolve(value: str | None, base_dir: Path) -> Path | None:

@@ -46,6 +46,15 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Guards:
+    """Limits on one apply. None means no limit. ``allow_empty`` lifts the truncated-manifest guard."""
+
+    max_delete: int | None = None
+    max_delete_bytes: int | None = None
+    allow_empty: bool = False
+
+
+@dataclass(frozen=True)
 class Plan:
     """Every decision for one manifest against one scan, sorted by name.
 
@@ -56,6 +65,7 @@ class Plan:
     manifest: Manifest
     scan: StoreScan
     changes: tuple[Change, ...]
+    guards: Guards = Guards()
 
     def of(self, action: Action) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action is action)
@@ -72,6 +82,26 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return bool(self.to_delete)
+
+    @property
+    def violations(self) -> tuple[str, ...]:
+        """Guards this plan breaks; apply refuses a plan with any. Empty when nothing moves."""
+        moving, total = len(self.to_delete), len(self.scan.files)
+        if not moving:
+            return ()
+        out = []
+        limit = self.guards.max_delete
+        if limit is not None and moving > limit:
+            out.append(f"{moving} files would move, over max_delete {limit}")
+        cap = self.guards.max_delete_bytes
+        if cap is not None and self.bytes_freed > cap:
+            out.append(f"{self.bytes_freed} bytes would move, over max_delete_bytes {cap}")
+        if not self.guards.allow_empty:
+            if not self.manifest.models:
+                out.append("the manifest declares no models (truncated?); pass --allow-empty if that is meant")
+            elif moving == total:
+                out.append(f"every file in the store ({total}) would move; pass --allow-empty if that is meant")
+        return tuple(out)
 
     @property
     def converges(self) -> bool:
@@ -107,7 +137,7 @@ def classify(manifest: Manifest, facts: FileFacts) -> tuple[Action, str]:
     spec = manifest.declared.get(facts.name)
     if spec is not None:
         if spec.sha256 is not None and facts.sha256 != spec.sha256:
-            got = facts.sha256[:12] + "…" if facts.sha256 else "unreadable"
+            got = facts.sha256[:12] + "…" if facts.sha256 else "unknown (unreadable, or a snapshot taken without --hash)"
             return Action.MISSING, f"declared, but sha256 {got} differs from the pin {spec.sha256[:12]}…"
         return Action.KEEP, "declared"
     pattern = whitelisted_by(manifest, facts.name)
@@ -122,11 +152,21 @@ def classify(manifest: Manifest, facts: FileFacts) -> tuple[Action, str]:
     return Action.DELETE, "not declared, not whitelisted"
 
 
-def make_plan(manifest: Manifest, scan: StoreScan) -> Plan:
-    """Diff ``manifest`` against ``scan``. Pure and deterministic: same inputs, equal plan."""
+def guards_for(manifest: Manifest, max_delete: int | None = None, allow_empty: bool = False) -> Guards:
+    """The manifest's limits, with a command-line ``max_delete`` applied on top (the stricter wins)."""
+    limits = [n for n in (manifest.max_delete, max_delete) if n is not None]
+    return Guards(min(limits) if limits else None, manifest.max_delete_bytes, allow_empty)
+
+
+def make_plan(manifest: Manifest, scan: StoreScan, guards: Guards | None = None) -> Plan:
+    """Diff ``manifest`` against ``scan``. Pure and deterministic: same inputs, equal plan.
+
+    ``guards`` default to the manifest's own limits.
+    """
     changes = [Change(f.name, *classify(manifest, f), before=f) for f in scan.files]
     on_disk = {f.name for f in scan.files}
     for spec in manifest.models:
         if spec.name not in on_disk:
             changes.append(Change(spec.name, Action.MISSING, "declared but absent from the store"))
-    return Plan(manifest=manifest, scan=scan, changes=tuple(sorted(changes, key=lambda c: c.name)))
+    ordered = tuple(sorted(changes, key=lambda c: c.name))
+    return Plan(manifest=manifest, scan=scan, changes=ordered, guards=guards or guards_for(manifest))

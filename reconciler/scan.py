@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Collection
+from collections.abc import Container
 from dataclasses import dataclass, replace
 
 from .errors import StoreError
@@ -71,7 +71,7 @@ class StoreScan:
         return sum(f.size for f in self.files if f.kind == "file" and f.symlinked_folder is None)
 
 
-def scan_store(store: ModelStore, hash_names: Collection[str] = ()) -> StoreScan:
+def scan_store(store: ModelStore, hash_names: Container[str] = ()) -> StoreScan:
     """Scan ``store``'s folder; hash the regular files named in ``hash_names`` (pinned models).
 
     Raises StoreError when the folder is missing or unreadable. Never changes anything.
@@ -112,6 +112,13 @@ def scan_store(store: ModelStore, hash_names: Collection[str] = ()) -> StoreScan
         engine_listed=len(listed) if listed is not None else None,
         warnings=tuple(warnings),
     )
+
+
+class Everything:
+    """A ``hash_names`` that contains every name: hash the whole store (snapshots with --hash)."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
 
 
 def relative_name(path: str, local: str, root: str) -> str:
