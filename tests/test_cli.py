@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from reconciler.cli import EXIT_CANNOT_CONVERGE, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, app
 
 from .conftest import EXAMPLE_MANIFEST, tree_digest
+from .test_planfile import assert_plan_schema
 
 
 def test_exit_codes_are_pinned() -> None:
@@ -44,6 +45,7 @@ def test_plan_json(runner: CliRunner, store: Path, write_manifest: Callable[...,
     result = runner.invoke(app, ["plan", str(write_manifest()), "--json"])
     assert result.exit_code == EXIT_CHANGES
     doc = json.loads(result.stdout)
+    assert_plan_schema(doc)
     assert doc["format_version"] == "1.0"
     assert doc["summary"] == {
         "delete": 4,

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from .conftest import BIN, LLAMA, run_cli, tree_digest
+from .test_planfile import assert_plan_schema
 
 pytestmark = pytest.mark.engine
 
@@ -109,6 +110,7 @@ def test_apply_never_moves_a_file_the_plan_did_not_name(xdg: Path, tmp_path: Pat
     models = xdg / "Aspose.AI.LLM" / "models"
     before = tree_digest(models)
     plan = json.loads(run_cli("plan", manifest, "--json", env=engine_env(xdg)).stdout)
+    assert_plan_schema(plan)
     named = {c["name"] for c in plan["changes"] if c["actions"] == ["delete"]}
     assert named == {"old.gguf", LLAMA.upper(), f"sub/{LLAMA}", "sub/stale.bin"}
     applied = run_cli("apply", manifest, "--yes", env=engine_env(xdg))

@@ -10,6 +10,7 @@ import pytest
 
 from .conftest import run_cli, tree_digest
 from .test_manifest import BAD_NAMES, CASES, HEAD, _yaml_str
+from .test_planfile import assert_plan_schema
 
 
 def test_plan_apply_restore_round_trip(store: Path, write_manifest: Callable[..., Path]) -> None:
@@ -18,6 +19,7 @@ def test_plan_apply_restore_round_trip(store: Path, write_manifest: Callable[...
 
     plan = run_cli("plan", manifest, "--json")
     assert plan.returncode == 2, plan.stderr
+    assert_plan_schema(json.loads(plan.stdout))
     to_delete = {c["name"] for c in json.loads(plan.stdout)["changes"] if c["actions"] == ["delete"]}
     assert tree_digest(store) == original
 
