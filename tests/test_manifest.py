@@ -84,6 +84,8 @@ CASES = [
     (HEAD + "models: []\nstore: {backend: docker}\n", ["5:18: store.backend: must be one of auto, aspose, directory"]),
     (HEAD + "models: []\nbackup: {keep: 0}\n", ["5:16: backup.keep: 0 is less than the minimum of 1"]),
     (HEAD + "models: []\nextra: 1\n", ["5:1: extra: unknown field"]),
+    (HEAD + "models: []\nlimits: {max_delete: -1}\n", ["5:22: limits.max_delete: -1 is less than the minimum of 0"]),
+    (HEAD + "models: []\nlimits: {max_delete_bytes: 10 XB}\n", ['5:28: limits.max_delete_bytes: "10 XB" does not match']),
     (HEAD + "models:\n  - name: a\n    sha: x\n", ["6:5: models[0].sha: unknown field"]),
     (HEAD + "models:\n  - name: a\n    sha256: ABC\n", ['6:13: models[0].sha256: "ABC" does not match']),
     (HEAD + "models: [a.gguf]\n", ["4:10: models[0]: must be of type object"]),
@@ -155,3 +157,13 @@ def test_explanation_agrees_with_the_schema(name: str) -> None:
 
 def test_schema_is_valid_draft_2020_12() -> None:
     jsonschema.Draft202012Validator.check_schema(manifest_schema())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(12, 12), ("12", 12), ("10 GiB", 10 * 2**30), ("500MB", 500 * 10**6), ("1.5 KiB", 1536), ("7 B", 7)],
+)
+def test_limits_sizes(text: int | str, expected: int) -> None:
+    value = f"'{text}'" if isinstance(text, str) else str(text)
+    manifest = parse_manifest((HEAD + f"models: []\nlimits: {{max_delete: 3, max_delete_bytes: {value}}}\n").encode(), "m.yaml")
+    assert (manifest.max_delete, manifest.max_delete_bytes) == (3, expected)
