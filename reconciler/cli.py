@@ -125,13 +125,15 @@ def _errors() -> Iterator[None]:
 
 
 @contextmanager
-def _scanned(manifest: Manifest | None, store: Path | None, backend: str | None, license_file: Path | None) -> Iterator[StoreScan]:
-    """Open the store (engine freed on every exit path) and scan it."""
+def _scanned(
+    manifest: Manifest | None, store: Path | None, backend: str | None, license_file: Path | None, hash_all: bool = False
+) -> Iterator[StoreScan]:
+    """Open the store (engine freed on every exit path) and scan it, hashing pinned models (or all)."""
     chosen = backend or (manifest.backend if manifest else "auto")
     path = store or (manifest.store_path if manifest else None)
     pinned = {m.name for m in manifest.models if m.sha256} if manifest else set()
     with open_store(chosen, path, license_file) as opened:
-        yield scan_store(opened, pinned)
+        yield scan_store(opened, Everything() if hash_all else pinned)
 
 
 def _backup_root(manifest: Manifest | None, store_root: str, backup_dir: Path | None) -> Path:
@@ -376,10 +378,8 @@ def snapshot(
     """Record the store's inventory for fleet plans (plan --state). Changes nothing."""
     with _errors():
         loaded = load_manifest(manifest) if manifest else None
-        chosen = backend or (loaded.backend if loaded else "auto")
-        path = store or (loaded.store_path if loaded else None)
-        with open_store(chosen, path, license_file) as opened:
-            scan = scan_store(opened, Everything() if hash_files else ())
+        with _scanned(loaded, store, backend, license_file, hash_all=hash_files) as scan:
+            pass
         body = snapshot_doc(scan, host, hash_files)
         if out is None:
             typer.echo(render.dumps({**body, "checksum": checksum(body)}))
