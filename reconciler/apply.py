@@ -1,26 +1,35 @@
-"""Mutate: carry out a plan by moving files to a backup, restore them, and manage backup runs.
+"""Mutate: carry out a plan by moving files to a backup, restore them, recover interrupted runs.
 
 This is the only module that changes the store. ``apply_plan`` consumes a :class:`Plan` and
 decides nothing new: it moves exactly the plan's ``delete`` set, and skips (never moves) an entry
-whose identity changed since the scan. Within one filesystem a move is one ``os.rename`` (no data
-copied); across filesystems it is copy to a temporary name, fsync, verify, rename, then unlink, so
-that at every instant each file is whole in the store or whole in the backup.
+whose identity changed since the scan. Every run (apply or restore) is a list of moves written to a
+journal before the first one (``journal.py``); after each move a record is appended. Within one
+filesystem a move is one ``os.rename`` (no data copied); across filesystems it is copy to a
+temporary name, fsync, verify, rename into place, then unlink the original. So at every instant each
+file is whole in the store or whole in the backup, and :func:`recover` can always finish a run that
+a crash interrupted (roll forward). Callers hold the store lock (``journal.store_lock``).
+
+Errors during a run: EACCES/EPERM on one file skips that file and goes on; any other OSError
+(ENOSPC, EIO, …) stops the run. Either way the index and the message say exactly what moved.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import faults
 from .errors import ApplyError, BackupError, CannotConvergeError, ConfigError, GuardError
+from .journal import Journal, fsync_dir, journal_path, read_journal
 from .plan import Action, Plan
 from .scan import HASH_CHUNK, FileFacts, file_sha256, stat_entry
 
@@ -28,6 +37,42 @@ INDEX = "index.json"
 INDEX_FORMAT = 1
 BACKUP_SUFFIX = ".ocr-reconcile-backups"
 PARTIAL = ".ocr-reconcile-partial"
+_SKIP_ERRNOS = (errno.EACCES, errno.EPERM)
+
+
+@dataclass(frozen=True)
+class Move:
+    """One intended move of one entry, with the identity it must still have when moved."""
+
+    name: str
+    src: str
+    dst: str
+    kind: str
+    size: int
+    mtime_ns: int
+    inode: int
+    dev: int
+    link_target: str | None = None
+    role: str = "backup"  # backup (store -> run), restore (run -> store), displace (store -> new run)
+
+    @classmethod
+    def of(cls, facts: FileFacts, src: Path, dst: Path, role: str) -> Move:
+        return cls(
+            facts.name,
+            os.fspath(src),
+            os.fspath(dst),
+            facts.kind,
+            facts.size,
+            facts.mtime_ns,
+            facts.inode,
+            facts.dev,
+            facts.link_target,
+            role,
+        )
+
+    @property
+    def identity(self) -> tuple[str, int, int, int, int]:
+        return (self.kind, self.size, self.mtime_ns, self.inode, self.dev)
 
 
 @dataclass(frozen=True)
@@ -83,6 +128,17 @@ class RestoreResult:
     displaced_run: str | None
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """What :func:`recover` found and did with an interrupted run."""
+
+    op: str
+    run_id: str | None
+    finished: tuple[str, ...]  # moves completed by recovery
+    already_done: tuple[str, ...]  # moves the crashed run had completed
+    skipped: tuple[tuple[str, str], ...]
+
+
 def default_backup_root(store_root: str) -> Path:
     """``<store>.ocr-reconcile-backups`` beside the store (the engine never lists a sibling)."""
     return Path(store_root.rstrip("/") + BACKUP_SUFFIX)
@@ -102,11 +158,14 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
+# -- apply ------------------------------------------------------------------------------------------
+
+
 def apply_plan(plan: Plan, backup_root: Path, keep: int | None, run_id: str | None = None) -> ApplyResult:
     """Move the plan's ``delete`` entries into ``backup_root/<run id>/`` and prune old runs.
 
-    Refuses a plan that cannot converge. Raises ApplyError if a move fails; the index then lists
-    exactly what moved, and everything else is untouched in the store.
+    Refuses a plan that cannot converge or breaks a guard. Raises ApplyError if the run had to stop;
+    the index then lists exactly what moved, and everything else is untouched in the store.
     """
     if not plan.converges:
         missing = ", ".join(c.name for c in plan.of(Action.MISSING))
@@ -118,101 +177,217 @@ def apply_plan(plan: Plan, backup_root: Path, keep: int | None, run_id: str | No
         return ApplyResult(run_id=None, run_dir=None)
     run_id = run_id or new_run_id()
     run_dir = backup_root / run_id
-    try:
-        run_dir.mkdir(parents=True)
-    except OSError as exc:
-        raise ApplyError(f"cannot create backup folder {run_dir}: {exc.strerror or exc}; nothing was moved") from None
-    manifest = {"source": plan.manifest.source, "sha256": plan.manifest.sha256, "name": plan.manifest.name}
-    index = _new_index(run_id, plan.scan.root, manifest)
-    _write_index(run_dir, index)
-    moved: list[Moved] = []
-    skipped: list[tuple[str, str]] = []
+    root = Path(plan.scan.root)
+    moves = []
     for change in plan.to_delete:
         assert change.before is not None  # a delete always has a scanned entry
-        why = _changed_since_scan(plan.scan.root, change.before)
+        moves.append(Move.of(change.before, root / change.name, run_dir / change.name, "backup"))
+    header = {
+        "op": "apply",
+        "run_id": run_id,
+        "run_dir": os.fspath(run_dir),
+        "store": plan.scan.root,
+        "manifest": {"source": plan.manifest.source, "sha256": plan.manifest.sha256, "name": plan.manifest.name},
+        "keep": keep,
+        "created_ns": time.time_ns(),
+        "moves": [asdict(m) for m in moves],
+    }
+    outcome = _run(header, done={}, skipped={})
+    if outcome.error:
+        raise ApplyError(outcome.error)
+    return ApplyResult(run_id, run_dir, outcome.moved, outcome.skipped, outcome.pruned)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    moved: tuple[Moved, ...]
+    skipped: tuple[tuple[str, str], ...]
+    pruned: tuple[str, ...]
+    error: str = ""
+
+
+def _run(header: dict[str, Any], done: dict[str, dict[str, Any]], skipped: dict[str, str], journal: Journal | None = None) -> _Outcome:
+    """Carry out (or, from :func:`recover`, finish) the moves of ``header``, then finalise the run."""
+    path = journal_path(header["store"])
+    if journal is None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            journal = Journal.begin(path, header)
+        except FileExistsError:
+            raise ApplyError(f"an interrupted run's journal {path} exists; run ocr-reconcile recover first") from None
+        except OSError as exc:
+            raise ApplyError(f"cannot write journal {path}: {exc.strerror or exc}; nothing was moved") from None
+        faults.step("journal-begun")
+    moves = [Move(**m) for m in header["moves"]]
+    _prepare_run_dirs(header)
+    error = ""
+    for move in moves:
+        if _key(move) in done or _key(move) in skipped:
+            continue
+        why = _changed(move)
         if why:
-            skipped.append((change.name, why))
+            skipped[_key(move)] = why
+            journal.record({"type": "skip", "key": _key(move), "why": why})
             continue
         try:
-            item = _move(Path(plan.scan.root) / change.name, run_dir / change.name, change.before)
+            method = _move_entry(move)
         except OSError as exc:
-            index["status"] = "failed"
-            _write_index(run_dir, index)
-            done = ", ".join(m.name for m in moved) or "none"
-            raise ApplyError(
-                f"moving {change.name} to {run_dir} failed: {exc.strerror or exc}; it is still in the store. "
-                f"Moved before the failure: {done}"
-            ) from None
-        moved.append(item)
-        index["entries"].append(_entry(item))
-        _write_index(run_dir, index)
-    index["status"] = "complete"
-    index["skipped"] = [{"name": n, "why": w} for n, w in skipped]
-    _write_index(run_dir, index)
-    pruned = prune_runs(backup_root, keep) if keep is not None else ()
-    return ApplyResult(run_id, run_dir, tuple(moved), tuple(skipped), pruned)
+            if exc.errno in _SKIP_ERRNOS:
+                why = f"{exc.strerror or exc} (left in place)"
+                skipped[_key(move)] = why
+                journal.record({"type": "skip", "key": _key(move), "why": why})
+                continue
+            moved_names = ", ".join(_name(k) for k in done) or "none"
+            error = (
+                f"moving {move.name} failed: {exc.strerror or exc}; it is still whole where it was. Moved before the failure: {moved_names}"
+            )
+            break
+        record = {"type": "done", "key": _key(move), "method": method, "sha256": _digest(move)}
+        journal.record(record)
+        done[_key(move)] = record
+        faults.step("recorded")
+    pruned = _finalise(header, done, skipped, failed=bool(error))
+    journal.remove()
+    faults.step("journal-removed")
+    moved = tuple(_moved(m, done[_key(m)]) for m in moves if _key(m) in done and m.role != "displace")
+    return _Outcome(moved, tuple((_name(k), w) for k, w in skipped.items()), pruned, error)
 
 
-def _changed_since_scan(root: str, facts: FileFacts) -> str:
-    now = stat_entry(root, facts.name, facts.symlinked_folder)
+def _key(move: Move) -> str:
+    """Journal key of a move: a name can be both displaced and restored in one run."""
+    return f"{move.role}:{move.name}"
+
+
+def _name(key: str) -> str:
+    return key.split(":", 1)[1]
+
+
+def _moved(move: Move, record: dict[str, Any]) -> Moved:
+    return Moved(move.name, move.kind, move.size, record.get("sha256"), move.link_target, record.get("method", "rename"))
+
+
+def _digest(move: Move) -> str | None:
+    return None if move.kind == "symlink" else file_sha256(move.dst)
+
+
+def _changed(move: Move) -> str:
+    """Why ``move.src`` is no longer the entry that was planned ("" if it still is)."""
+    now = stat_entry(os.path.dirname(move.src), os.path.basename(move.src))
     if now is None:
         return "vanished since the plan was made"
-    if now.identity != facts.identity:
+    if now.identity != move.identity:
         return "changed since the plan was made; left in place"
     return ""
 
 
-def _move(src: Path, dst: Path, facts: FileFacts) -> Moved:
-    """Move one entry; never follows a symlink (a link is moved as a link)."""
+def _move_entry(move: Move) -> str:
+    """Move one entry; never follows a symlink (a link is moved as a link). Returns the method."""
+    src, dst = Path(move.src), Path(move.dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if os.path.lexists(dst):
-        raise FileExistsError(17, f"{dst} already exists in the backup")
-    same_fs = os.lstat(src).st_dev == os.stat(dst.parent).st_dev
-    if same_fs:
+        raise FileExistsError(errno.EEXIST, f"{dst} already exists")
+    if os.lstat(src).st_dev == os.stat(dst.parent).st_dev:
         os.rename(src, dst)
         method = "rename"
+        faults.step("renamed")
     else:
-        _copy_verified(src, dst, facts)
+        _copy_verified(src, dst, move.kind)
         os.unlink(src)
         method = "copy"
-    _fsync_dir(dst.parent)
-    _fsync_dir(src.parent)
-    digest = None if facts.kind == "symlink" else file_sha256(os.fspath(dst))
-    return Moved(facts.name, facts.kind, facts.size, digest, facts.link_target, method)
+        faults.step("source-unlinked")
+    fsync_dir(dst.parent)
+    fsync_dir(src.parent)
+    return method
 
 
-def _copy_verified(src: Path, dst: Path, facts: FileFacts) -> None:
+def _copy_verified(src: Path, dst: Path, kind: str) -> None:
     """Copy across filesystems to a temporary name, fsync, verify, then rename into place."""
     tmp = dst.with_name(dst.name + PARTIAL)
+    if os.path.lexists(tmp):
+        os.unlink(tmp)  # left by a crash: never trusted
     try:
-        if facts.kind == "symlink":
+        if kind == "symlink":
             os.symlink(os.readlink(src), tmp)
-            if os.readlink(tmp) != os.readlink(src):
-                raise OSError(5, "symlink copy differs")
         else:
             want = hashlib.sha256()
             with open(src, "rb") as fin, open(tmp, "xb") as fout:
                 while chunk := fin.read(HASH_CHUNK):
                     want.update(chunk)
                     fout.write(chunk)
+                    fault = faults.copy_fault()
+                    if fault:
+                        raise fault
                 fout.flush()
                 os.fsync(fout.fileno())
             shutil.copystat(src, tmp)
             if file_sha256(os.fspath(tmp)) != want.hexdigest():
-                raise OSError(5, f"verification of the copy of {src} failed")
+                raise OSError(errno.EIO, f"verification of the copy of {src} failed")
+        fsync_dir(tmp.parent)
+        faults.step("copy-written")
         os.rename(tmp, dst)
+        fsync_dir(dst.parent)
+        faults.step("copy-renamed")
     except BaseException:
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+# -- finalising: index files ------------------------------------------------------------------------
+
+
+def _prepare_run_dirs(header: dict[str, Any]) -> None:
+    """Create the run folder(s) with an in-progress index, once (idempotent for recovery)."""
+    for key in ("run_dir", "displaced_run_dir"):
+        folder = header.get(key)
+        if not folder or (header["op"] == "restore" and key == "run_dir"):
+            continue
+        run_dir = Path(folder)
+        if not (run_dir / INDEX).exists():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            fsync_dir(run_dir.parent)
+            _write_index(run_dir, _new_index(run_dir.name, header["store"], header.get("manifest") or {}, header["created_ns"]))
+            faults.step("index-created")
+
+
+def _finalise(header: dict[str, Any], done: dict[str, dict[str, Any]], skipped: dict[str, str], failed: bool) -> tuple[str, ...]:
+    """Write the indexes a finished (or stopped) run leaves behind; prune old runs after a full apply."""
+    moves = [Move(**m) for m in header["moves"]]
+    if header["op"] == "apply":
+        run_dir = Path(header["run_dir"])
+        index = _new_index(run_dir.name, header["store"], header["manifest"], header["created_ns"])
+        index["entries"] = [_entry(_moved(m, done[_key(m)])) for m in moves if _key(m) in done]
+        index["skipped"] = [{"name": _name(k), "why": w} for k, w in skipped.items()]
+        index["status"] = "failed" if failed else "complete"
+        _write_index(run_dir, index)
+        faults.step("index-written")
+        keep = header.get("keep")
+        if failed or keep is None:
+            return ()
+        pruned = prune_runs(run_dir.parent, keep)
+        faults.step("pruned")
+        return pruned
+    # restore: the displaced files get their own run; the source run loses what was restored
+    displaced = [m for m in moves if m.role == "displace" and _key(m) in done]
+    if header.get("displaced_run_dir"):
+        run_dir = Path(header["displaced_run_dir"])
+        index = _new_index(run_dir.name, header["store"], header["manifest"], header["created_ns"])
+        index["entries"] = [_entry(_moved(m, done[_key(m)])) for m in displaced]
+        index["status"] = "failed" if failed else "complete"
+        _write_index(run_dir, index)
+    source = Path(header["run_dir"])
+    restored = {m.name for m in moves if m.role == "restore" and _key(m) in done}
+    if not (source / INDEX).exists():  # emptied and removed before a crash: nothing left to update
+        return ()
+    data = json.loads((source / INDEX).read_text(encoding="utf-8"))
+    data["entries"] = [e for e in data["entries"] if e["name"] not in restored]
+    if data["entries"]:
+        _write_index(source, data)
+    else:
+        shutil.rmtree(source)
+        fsync_dir(source.parent)
+    faults.step("index-written")
+    return ()
 
 
 def _entry(item: Moved) -> dict[str, Any]:
@@ -226,11 +401,11 @@ def _entry(item: Moved) -> dict[str, Any]:
     }
 
 
-def _new_index(run_id: str, store_root: str, manifest: dict[str, Any]) -> dict[str, Any]:
+def _new_index(run_id: str, store_root: str, manifest: dict[str, Any], created_ns: int) -> dict[str, Any]:
     return {
         "format_version": INDEX_FORMAT,
         "run_id": run_id,
-        "created_ns": time.time_ns(),
+        "created_ns": created_ns,
         "status": "in-progress",
         "store": store_root,
         "manifest": manifest,
@@ -247,7 +422,79 @@ def _write_index(run_dir: Path, index: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, run_dir / INDEX)
-    _fsync_dir(run_dir)
+    fsync_dir(run_dir)
+
+
+# -- recovery -----------------------------------------------------------------------------------------
+
+
+def pending_run(store_root: str) -> dict[str, Any] | None:
+    """The header of an interrupted run on this store, if its journal is there (read-only)."""
+    found = read_journal(journal_path(store_root))
+    return found[0] if found else None
+
+
+def recover(store_root: str) -> Recovery | None:
+    """Finish an interrupted run (roll forward), or return None if there is none. Hold the lock.
+
+    For each journaled move not recorded as done, the state on disk decides: moved but unrecorded
+    (record it); copied and renamed but the original not yet unlinked (verify, unlink); not started
+    or half-copied (discard the temporary copy, move it now); changed or vanished (skip). Safe to
+    run again if it is itself interrupted.
+    """
+    path = journal_path(store_root)
+    found = read_journal(path)
+    if found is None:
+        return None
+    header, records = found
+    if header["op"] == "torn":  # crashed while writing the header: nothing had moved
+        os.unlink(path)
+        fsync_dir(path.parent)
+        return Recovery("torn", None, (), (), ())
+    done = {r["key"]: r for r in records if r.get("type") == "done"}
+    skipped = {r["key"]: r["why"] for r in records if r.get("type") == "skip"}
+    already = tuple(_name(k) for k in done)
+    journal = Journal.reopen(path)
+    for move in (Move(**m) for m in header["moves"]):
+        if _key(move) in done or _key(move) in skipped:
+            continue
+        record = _settle(move)
+        if record is not None:
+            journal.record(record)
+            done[_key(move)] = record
+    outcome = _run(header, done, skipped, journal)
+    finished = tuple(m.name for m in outcome.moved if m.name not in already)
+    return Recovery(header["op"], header.get("run_id") or Path(header["run_dir"]).name, finished, already, outcome.skipped)
+
+
+def _settle(move: Move) -> dict[str, Any] | None:
+    """Bring a half-done move to a clean state: a done record if it had completed, else None (redo)."""
+    src, dst = Path(move.src), Path(move.dst)
+    partial = dst.with_name(dst.name + PARTIAL)
+    if os.path.lexists(partial):
+        os.unlink(partial)  # a half-copied file is never trusted
+        fsync_dir(partial.parent)
+    src_here, dst_here = os.path.lexists(src), os.path.lexists(dst)
+    if dst_here and not src_here:
+        method = "rename" if os.stat(dst.parent).st_dev == os.stat(src.parent).st_dev else "copy"
+        return {"type": "done", "key": _key(move), "method": method, "sha256": _digest(move)}
+    if dst_here and src_here:  # copy renamed into place; the original not yet unlinked
+        if _same_content(src, dst, move.kind):
+            os.unlink(src)
+            fsync_dir(src.parent)
+            return {"type": "done", "key": _key(move), "method": "copy", "sha256": _digest(move)}
+        os.unlink(dst)  # not ours to keep: the original is the truth
+        fsync_dir(dst.parent)
+    return None
+
+
+def _same_content(a: Path, b: Path, kind: str) -> bool:
+    if kind == "symlink":
+        return os.path.islink(a) and os.path.islink(b) and os.readlink(a) == os.readlink(b)
+    return file_sha256(os.fspath(a)) == file_sha256(os.fspath(b))
+
+
+# -- backup runs and restore ----------------------------------------------------------------------------
 
 
 def list_runs(backup_root: Path) -> list[BackupRun]:
@@ -299,11 +546,11 @@ def find_run(backup_root: Path, run_id: str) -> BackupRun:
 
 
 def restore_run(run: BackupRun, names: Sequence[str], force: bool, store_root: str | None = None) -> RestoreResult:
-    """Put the run's entries (or just ``names``) back into the store.
+    """Put the run's entries (or just ``names``) back into the store, as one journaled run.
 
-    Checks everything before moving anything: an unknown name, or a different file already at a
-    destination, refuses the whole restore unless ``force``, in which case each displaced file is
-    first moved into a new backup run (nothing is overwritten or lost).
+    Checks everything before moving anything: an unknown name, a missing or corrupt backup copy, or
+    a different file already at a destination refuses the whole restore, unless ``force``, in which
+    case each file in the way is first moved into a new backup run (nothing is overwritten or lost).
     """
     root = store_root or run.store
     if not os.path.isdir(root):
@@ -313,12 +560,14 @@ def restore_run(run: BackupRun, names: Sequence[str], force: bool, store_root: s
     if unknown:
         raise BackupError(f"run {run.run_id} holds no {', '.join(map(repr, unknown))}")
     selected = [by_name[n] for n in (names or list(by_name))]
+    held = {}
     for entry in selected:
-        held = run.path / entry["name"]
-        if not os.path.lexists(held):
-            raise BackupError(f"backup file {held} is missing; nothing was restored")
-        if entry["kind"] == "file" and file_sha256(os.fspath(held)) != entry.get("sha256"):
-            raise BackupError(f"backup file {held} does not match the sha256 in its index; nothing was restored")
+        facts = stat_entry(os.fspath(run.path), entry["name"])
+        if facts is None:
+            raise BackupError(f"backup file {run.path / entry['name']} is missing; nothing was restored")
+        if entry["kind"] == "file" and file_sha256(os.fspath(run.path / entry["name"])) != entry.get("sha256"):
+            raise BackupError(f"backup file {run.path / entry['name']} does not match the sha256 in its index; nothing was restored")
+        held[entry["name"]] = facts
     present, conflicts = _classify_destinations(root, selected)
     if conflicts and not force:
         raise BackupError(
@@ -326,30 +575,33 @@ def restore_run(run: BackupRun, names: Sequence[str], force: bool, store_root: s
             + ", ".join(conflicts)
             + "; nothing was restored (--force moves it to a new backup run first)"
         )
-    displaced_run = _displace(root, run, conflicts) if conflicts else None
-    restored: list[str] = []
-    remaining = {e["name"]: e for e in run.entries}
+    displaced_dir = run.path.parent / (new_run_id() + "-displaced") if conflicts else None
+    moves = []
+    for name in conflicts:
+        facts = stat_entry(root, name)
+        if facts is not None and displaced_dir is not None:
+            moves.append(Move.of(facts, Path(root) / name, displaced_dir / name, "displace"))
     for entry in selected:
-        name = entry["name"]
-        if name in present:
-            continue
-        facts = FileFacts(name, entry["kind"], entry["size"], 0, 0, 0, link_target=entry.get("link_target"))
-        try:
-            _move(run.path / name, Path(root) / name, facts)
-        except OSError as exc:
-            _rewrite_entries(run, remaining.values())
-            raise BackupError(
-                f"restoring {name} failed: {exc.strerror or exc}; restored before it: {', '.join(restored) or 'none'}"
-            ) from None
-        restored.append(name)
-        del remaining[name]
-        _rewrite_entries(run, remaining.values())
-    if not remaining:
-        shutil.rmtree(run.path)
-    return RestoreResult(tuple(restored), tuple(sorted(present)), displaced_run)
+        if entry["name"] not in present:
+            moves.append(Move.of(held[entry["name"]], run.path / entry["name"], Path(root) / entry["name"], "restore"))
+    header = {
+        "op": "restore",
+        "run_id": run.run_id,
+        "run_dir": os.fspath(run.path),
+        "displaced_run_dir": os.fspath(displaced_dir) if displaced_dir else None,
+        "store": root,
+        "manifest": {"source": f"restore --force of {run.run_id}", "sha256": None, "name": None},
+        "created_ns": time.time_ns(),
+        "moves": [asdict(m) for m in moves],
+    }
+    outcome = _run(header, done={}, skipped={})
+    if outcome.error:
+        raise BackupError(outcome.error)
+    restored = tuple(m.name for m in outcome.moved)
+    return RestoreResult(restored, tuple(sorted(present)), displaced_dir.name if displaced_dir else None)
 
 
-def _classify_destinations(root: str, entries: Iterable[dict[str, Any]]) -> tuple[set[str], list[str]]:
+def _classify_destinations(root: str, entries: Sequence[dict[str, Any]]) -> tuple[set[str], list[str]]:
     present: set[str] = set()
     conflicts: list[str] = []
     for entry in entries:
@@ -365,27 +617,3 @@ def _classify_destinations(root: str, entries: Iterable[dict[str, Any]]) -> tupl
         else:
             conflicts.append(entry["name"])
     return present, conflicts
-
-
-def _displace(root: str, run: BackupRun, names: list[str]) -> str:
-    """Move the files in the way of a forced restore into a new backup run."""
-    run_id = new_run_id() + "-displaced"
-    run_dir = run.path.parent / run_id
-    run_dir.mkdir(parents=True)
-    index = _new_index(run_id, root, {"source": f"restore --force of {run.run_id}", "sha256": None, "name": None})
-    _write_index(run_dir, index)
-    for name in names:
-        facts = stat_entry(root, name)
-        if facts is None:
-            continue
-        index["entries"].append(_entry(_move(Path(root) / name, run_dir / name, facts)))
-        _write_index(run_dir, index)
-    index["status"] = "complete"
-    _write_index(run_dir, index)
-    return run_id
-
-
-def _rewrite_entries(run: BackupRun, entries: Iterable[dict[str, Any]]) -> None:
-    data = json.loads((run.path / INDEX).read_text(encoding="utf-8"))
-    data["entries"] = list(entries)
-    _write_index(run.path, data)

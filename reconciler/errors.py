@@ -68,6 +68,12 @@ class UsageError(ReconcilerError):
     """Options that do not go together, or an argument that cannot be used."""
 
 
+class LockedError(ReconcilerError):
+    """Another apply/restore/recover holds the store's lock."""
+
+    exit_code = 6
+
+
 class ConfirmationRefused(ReconcilerError):
     """The user said no, or there is no terminal to ask and ``--yes`` was not given."""
 
