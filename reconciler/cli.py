@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,12 +19,13 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__, render
-from .apply import apply_plan, check_backup_root, default_backup_root, find_run, list_runs, restore_run
+from .apply import apply_plan, check_backup_root, default_backup_root, find_run, list_runs, pending_run, recover, restore_run
 from .errors import CannotConvergeError, ConfirmationRefused, GuardError, ManifestError, ReconcilerError, StalePlanError, UsageError
+from .journal import store_lock
 from .manifest import Manifest, load_manifest
 from .plan import Action, Guards, Plan, guards_for, make_plan
 from .planfile import checksum, fingerprint_differences, read_document, saved_plan, scan_from_snapshot, snapshot_doc, write_document
-from .scan import Everything, StoreScan, scan_store
+from .scan import Everything, StoreScan, resolve_root, scan_store
 from .stores import BACKENDS, engine_default_path, open_store
 
 EXIT_OK = 0
@@ -33,6 +34,7 @@ EXIT_CHANGES = 2
 EXIT_CANNOT_CONVERGE = 3
 EXIT_GUARD = 4
 EXIT_STALE_PLAN = 5
+EXIT_LOCKED = 6
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("reconciler")
@@ -84,6 +86,7 @@ FormatOpt = Annotated[str, typer.Option("--format", help="Output format: text, j
 MaxDeleteOpt = Annotated[
     int | None, typer.Option("--max-delete", min=0, help="Refuse to move more files than this (stricter of this and limits.max_delete).")
 ]
+LockTimeoutOpt = Annotated[float, typer.Option("--lock-timeout", min=0, help="Wait this many seconds for another run's store lock.")]
 AllowEmptyOpt = Annotated[
     bool, typer.Option("--allow-empty", help="Allow a plan that moves every file, or whose manifest declares no models.")
 ]
@@ -126,14 +129,45 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _scanned(
-    manifest: Manifest | None, store: Path | None, backend: str | None, license_file: Path | None, hash_all: bool = False
+    manifest: Manifest | None,
+    store: Path | None,
+    backend: str | None,
+    license_file: Path | None,
+    hash_all: bool = False,
+    lock_timeout: float | None = None,
 ) -> Iterator[StoreScan]:
-    """Open the store (engine freed on every exit path) and scan it, hashing pinned models (or all)."""
+    """Open the store (engine freed on every exit path) and scan it, hashing pinned models (or all).
+
+    With ``lock_timeout`` (mutating commands) the store lock is held for the whole block and an
+    interrupted run is recovered first; otherwise an interrupted run is only reported.
+    """
     chosen = backend or (manifest.backend if manifest else "auto")
     path = store or (manifest.store_path if manifest else None)
     pinned = {m.name for m in manifest.models if m.sha256} if manifest else set()
     with open_store(chosen, path, license_file) as opened:
-        yield scan_store(opened, Everything() if hash_all else pinned)
+        root, _ = resolve_root(opened.get_local_path())
+        with store_lock(root, lock_timeout) if lock_timeout is not None else nullcontext():
+            if lock_timeout is not None:
+                _recover(root)
+            else:
+                _report_pending(root)
+            yield scan_store(opened, Everything() if hash_all else pinned)
+
+
+def _recover(root: str) -> None:
+    result = recover(root)
+    if result is not None:
+        typer.echo(render.recovery_text(result), err=True)
+
+
+def _report_pending(root: str) -> None:
+    header = pending_run(root)
+    if header is not None:
+        typer.echo(
+            f"warning: an interrupted {header.get('op', 'run')} ({header.get('run_id', '?')}) was found on {root}; "
+            "run 'ocr-reconcile recover' (apply and restore do it first)",
+            err=True,
+        )
 
 
 def _backup_root(manifest: Manifest | None, store_root: str, backup_dir: Path | None) -> Path:
@@ -245,8 +279,11 @@ def apply(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     max_delete: MaxDeleteOpt = None,
     allow_empty: AllowEmptyOpt = False,
+    lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
-    """Re-plan (or load a saved plan), show it, confirm, then move unmanaged files to a backup run."""
+    """Re-plan (or load a saved plan), show it, confirm, then move unmanaged files to a backup run.
+
+    Holds the store lock throughout, and first finishes any run a crash interrupted."""
     with _errors():
         if source.suffix == ".json":
             if store or backend or max_delete is not None or allow_empty:
@@ -261,7 +298,7 @@ def apply(
             saved = None
             manifest = load_manifest(source)
             guards = guards_for(manifest, max_delete, allow_empty)
-        with _scanned(manifest, store, backend, license_file) as scan:
+        with _scanned(manifest, store, backend, license_file, lock_timeout=lock_timeout) as scan:
             result = make_plan(manifest, scan, guards)
             if saved is not None:
                 _check_fresh(saved, scan, result)
@@ -435,13 +472,33 @@ def restore(
     store: StoreOpt = None,
     backup_dir: BackupDirOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Move a different file in the way to a new backup run, then restore.")] = False,
+    lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
     """Put backed-up files back into the store; never overwrites a different file unless --force."""
     with _errors():
         _, backup_root = _settings(manifest, store, backup_dir)
-        run = find_run(backup_root, run_id)  # restores into the store recorded in the run, unless --store
-        result = restore_run(run, names or [], force, store_root=str(store.absolute()) if store else None)
+        target = find_run(backup_root, run_id).store if store is None else str(store)  # the run's store, unless --store
+        root, _ = resolve_root(target)
+        with store_lock(root, lock_timeout, command="restore"):
+            _recover(root)
+            run = find_run(backup_root, run_id)
+            result = restore_run(run, names or [], force, store_root=root)
         typer.echo(render.restore_text(run.run_id, result))
+
+
+@app.command("recover")
+def recover_(
+    manifest: ManifestOpt = None,
+    store: StoreOpt = None,
+    lock_timeout: LockTimeoutOpt = 0.0,
+) -> None:
+    """Finish a run that a crash interrupted (apply and restore do this first by themselves)."""
+    with _errors():
+        store_root, _ = _settings(manifest, store, None)
+        root, _ = resolve_root(store_root)
+        with store_lock(root, lock_timeout, command="recover"):
+            result = recover(root)
+        typer.echo(render.recovery_text(result) if result else f"Nothing to recover on {root}.")
 
 
 def main() -> None:

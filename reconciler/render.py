@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from . import __version__
-from .apply import ApplyResult, BackupRun, RestoreResult
+from .apply import ApplyResult, BackupRun, Recovery, RestoreResult
 from .manifest import Manifest
 from .plan import Action, Plan, status_of
 from .scan import FileFacts, StoreScan
@@ -381,6 +381,19 @@ def restore_text(run_id: str, result: RestoreResult) -> str:
     if result.displaced_run:
         lines.append(f"Files that were in the way were moved to backup run {result.displaced_run}.")
     lines.append(f"Restore of {run_id} complete: {len(result.restored)} restored, {len(result.already_present)} already present.")
+    return "\n".join(lines)
+
+
+def recovery_text(result: Recovery) -> str:
+    """One paragraph on what recovery found and finished."""
+    if result.op == "torn":
+        return "Recovered: an interrupted run had not moved anything yet; its journal was removed."
+    lines = [
+        f"Recovered interrupted {result.op} run {result.run_id}: {len(result.already_done)} moves had completed, "
+        f"{len(result.finished)} finished now, {len(result.skipped)} skipped."
+    ]
+    lines += [f"  finished {name}" for name in result.finished]
+    lines += [f"  skipped {name}: {why}" for name, why in result.skipped]
     return "\n".join(lines)
 
 

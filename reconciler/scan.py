@@ -77,12 +77,7 @@ def scan_store(store: ModelStore, hash_names: Container[str] = ()) -> StoreScan:
     Raises StoreError when the folder is missing or unreadable. Never changes anything.
     """
     local = store.get_local_path()
-    root = os.path.abspath(local)
-    if not os.path.isdir(root):
-        raise StoreError(f"store folder {root} does not exist (create it, or set store.path / --store)")
-    warnings: list[str] = []
-    if os.path.islink(root):
-        warnings.append(f"store folder {root} is a symlink; scanned its target {os.path.realpath(root)}")
+    root, warnings = resolve_root(local)
     try:
         entries = list(walk_store(root))
     except OSError as exc:
@@ -119,6 +114,20 @@ class Everything:
 
     def __contains__(self, name: object) -> bool:
         return True
+
+
+def resolve_root(local: str) -> tuple[str, list[str]]:
+    """The store's real path, resolved once (a symlinked store is reported, then used as its target).
+
+    Everything after the scan (lock, journal, moves) uses this path, so a symlink changed mid-run
+    cannot redirect the run.
+    """
+    given = os.path.abspath(local)
+    if not os.path.isdir(given):
+        raise StoreError(f"store folder {given} does not exist (create it, or set store.path / --store)")
+    root = os.path.realpath(given)
+    warnings = [f"store folder {given} is a symlink (or under one); using its target {root}"] if root != given else []
+    return root, warnings
 
 
 def relative_name(path: str, local: str, root: str) -> str:
