@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -26,6 +27,19 @@ from .errors import ManifestError
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 API_VERSION = "ocr-reconcile/v1"
+# Zero-width, bidi-override and BOM characters: the schema's name pattern refuses them too.
+INVISIBLE = frozenset(
+    [chr(c) for c in range(0x200B, 0x2010)]
+    + [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2060, 0x2065)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+    + ["\ufeff"]
+)
+
+
+def fold(name: str) -> str:
+    """The name a case-insensitive, Unicode-normalising filesystem would see (NFC, casefolded)."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,11 @@ class Manifest:
         """Declared models by name, for lookups and membership tests."""
         return {m.name: m for m in self.models}
 
+    @cached_property
+    def folded(self) -> dict[str, str]:
+        """Declared names by their :func:`fold` key, to spot look-alikes on disk."""
+        return {fold(m.name): m.name for m in self.models}
+
 
 def schema_path(name: str) -> Path:
     """Where a schema file lives: inside the installed package, else in the source tree."""
@@ -95,6 +114,8 @@ def explain_name(name: str) -> str:
         return "must not contain a NUL byte"
     if any(ord(c) < 0x20 or c == "\x7f" for c in name):
         return "must not contain control characters"
+    if any(c in INVISIBLE for c in name):
+        return "must not contain invisible or bidirectional-override characters"
     if "\\" in name:
         return "must not contain a backslash (use '/')"
     parts = name.split("/")
@@ -262,16 +283,23 @@ def _duplicate_model_problems(doc: dict[str, Any], root: yaml.Node, source: str)
     if not isinstance(models, list):
         return []
     problems: list[str] = []
-    first: dict[str, int] = {}
+    first: dict[str, tuple[int, str]] = {}
     for index, entry in enumerate(models):
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str):
             continue
-        if name in first:
-            node = _node_at(root, ("models", index, "name"))
-            problems.append(f"{source}:{_pos(node)}: models[{index}].name: duplicate model name {name!r} (first as models[{first[name]}])")
+        where = f"{source}:{_pos(_node_at(root, ('models', index, 'name')))}: models[{index}].name"
+        if fold(name) in first:
+            at, other = first[fold(name)]
+            if other == name:
+                problems.append(f"{where}: duplicate model name {name!r} (first as models[{at}])")
+            else:
+                problems.append(
+                    f"{where}: {_short(name)} and models[{at}].name {_short(other)} differ only by case or Unicode normalisation "
+                    "(one file on a case-insensitive or normalising filesystem)"
+                )
         else:
-            first[name] = index
+            first[fold(name)] = (index, name)
     return problems
 
 

@@ -11,7 +11,7 @@ import fnmatch
 from dataclasses import dataclass
 from enum import Enum
 
-from .manifest import Manifest
+from .manifest import Manifest, fold
 from .scan import FileFacts, StoreScan
 
 
@@ -143,6 +143,9 @@ def classify(manifest: Manifest, facts: FileFacts) -> tuple[Action, str]:
     pattern = whitelisted_by(manifest, facts.name)
     if pattern is not None:
         return Action.KEEP, f"whitelisted by {pattern!r}"
+    twin = manifest.folded.get(fold(facts.name))
+    if twin is not None:
+        return Action.IGNORE, f"differs from declared {twin!r} only by case or Unicode normalisation: never moved"
     if facts.symlinked_folder is not None:
         return Action.IGNORE, f"in symlinked folder {facts.symlinked_folder!r} (outside the store): never moved"
     if facts.kind == "other":

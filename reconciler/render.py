@@ -15,7 +15,7 @@ from typing import Any
 
 from . import __version__
 from .apply import ApplyResult, BackupRun, Recovery, RestoreResult
-from .manifest import Manifest
+from .manifest import INVISIBLE, Manifest
 from .plan import Action, Plan, status_of
 from .scan import FileFacts, StoreScan
 
@@ -116,6 +116,13 @@ def fleet_doc(docs: list[dict[str, Any]]) -> dict[str, Any]:
 # -- plan: text --------------------------------------------------------------------------------
 
 
+def safe(name: str) -> str:
+    """A name fit for one line of output: control and invisible characters escaped (\\n, \\u202e…)."""
+    if name.isprintable() and not any(c in INVISIBLE for c in name):
+        return name
+    return "".join(c if c.isprintable() and c not in INVISIBLE else ascii(c)[1:-1] for c in name)
+
+
 def _paint(text: str, action: str, colour: bool) -> str:
     return f"\x1b[{_COLOURS[action]}m{text}\x1b[0m" if colour else text
 
@@ -162,7 +169,7 @@ def plan_text(doc: dict[str, Any], colour: bool = False) -> str:
     for change in doc["changes"]:
         action = change["actions"][0]
         size = format_size(change["before"]["size"]) if change["before"] else "-"
-        row = f"  {SYMBOLS[action]} {change['name']:<{width}}  {size:>10}  {action}: {change['reason']}"
+        row = f"  {SYMBOLS[action]} {safe(change['name']):<{width}}  {size:>10}  {action}: {safe(change['reason'])}"
         lines.append(_paint(row, action, colour))
     if not doc["changes"]:
         lines.append("  (the store is empty and the manifest declares no models)")
@@ -185,7 +192,7 @@ def markdown_summary(doc: dict[str, Any]) -> str:
 
 def _md(text: str) -> str:
     """Escape text for a Markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("<", "&lt;").replace("\n", " ")
+    return safe(text).replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("<", "&lt;").replace("\n", " ")
 
 
 def _md_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -306,7 +313,7 @@ def list_text(doc: dict[str, Any]) -> str:
     width = max([len(r["name"]) + 1 for r in rows] + [4])
     lines.append(f"{'NAME':<{width}}  {'SIZE':>10}  {'STATUS':<11}  ENGINE")
     for r in rows:
-        name = r["name"] + ("@" if r["kind"] == "symlink" else "")
+        name = safe(r["name"]) + ("@" if r["kind"] == "symlink" else "")
         lines.append(f"{name:<{width}}  {format_size(r['size']):>10}  {r['status']:<11}  {_ENGINE_WORDS[r['engine_visible']]}")
     lines.append(f"{len(rows)} files, {format_size(doc['size_on_disk'])} on disk")
     return "\n".join(lines)
@@ -337,8 +344,8 @@ def render_list(doc: dict[str, Any], fmt: str) -> str:
 def apply_text(result: ApplyResult, restore_args: str = "") -> str:
     if result.run_id is None:
         return "No changes. Nothing was moved."
-    lines = [f"  moved {m.name} ({format_size(m.size)}, {m.method})" for m in result.moved]
-    lines += [f"  skipped {name}: {why}" for name, why in result.skipped]
+    lines = [f"  moved {safe(m.name)} ({format_size(m.size)}, {m.method})" for m in result.moved]
+    lines += [f"  skipped {safe(name)}: {why}" for name, why in result.skipped]
     lines.append(
         f"Apply complete: {len(result.moved)} moved to backup ({format_size(result.bytes_moved)} freed), "
         f"{len(result.skipped)} skipped. Backup run {result.run_id} in {result.run_dir}."

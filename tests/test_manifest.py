@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -54,6 +55,8 @@ BAD_NAMES = [
     ("a/b/c.gguf", "at most one folder level"),
     ("./x", "'.'"),
     ("a\nb", "control characters"),
+    ("model\u202egguf.exe", "bidirectional-override"),
+    ("zero\u200bwidth", "invisible"),
 ]
 
 
@@ -72,12 +75,21 @@ def test_bad_whitelist_patterns_are_rejected(name: str, why: str) -> None:
 
 
 def _yaml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace("\x00", "\\0").replace("\n", "\\n") + '"'
+    """A YAML double-quoted scalar for ``value`` (JSON escapes are valid YAML escapes)."""
+    return json.dumps(value)
 
 
 CASES = [
     # (manifest text, expected problem lines: each "line:col: field: fragment")
     (HEAD + "models:\n  - name: a.gguf\n  - name: a.gguf\n", ["6:11: models[1].name: duplicate model name 'a.gguf' (first as models[0])"]),
+    (
+        HEAD + "models:\n  - name: A.gguf\n  - name: a.GGUF\n",
+        ['6:11: models[1].name: "a.GGUF" and models[0].name "A.gguf" differ only by case'],
+    ),
+    (
+        HEAD + 'models:\n  - name: "caf\\u00e9"\n  - name: "cafe\\u0301"\n',
+        ['6:11: models[1].name: "cafe\\u0301" and models[0].name "caf\\u00e9" differ only by case or Unicode'],
+    ),
     (HEAD.replace("ocr-reconcile/v1", "v2") + "models: []\n", ["1:13: apiVersion: must be 'ocr-reconcile/v1'"]),
     ("kind: ModelState\nmetadata: {name: t}\nmodels: []\n", ["1:1: (document): missing required field 'apiVersion'"]),
     (HEAD + "models: []\nprune: maybe\n", ["5:8: prune: must be of type boolean"]),
@@ -148,7 +160,7 @@ def test_missing_and_directory_paths(tmp_path: Path) -> None:
 NAME_PATTERN = manifest_schema()["$defs"]["modelName"]["pattern"]
 
 
-@given(st.text(alphabet=st.sampled_from(list("ab./\\\x00\n-_*")), max_size=12))
+@given(st.text(alphabet=st.sampled_from(list("ab./\\\x00\n-_*\u202e\u200b\u00e9")), max_size=12))
 def test_explanation_agrees_with_the_schema(name: str) -> None:
     """The schema decides validity; explain_name must give a reason exactly when it refuses."""
     schema_ok = name != "" and re.search(NAME_PATTERN, name) is not None

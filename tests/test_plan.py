@@ -59,7 +59,24 @@ CASES = [
         [facts("q/tokenizer.json"), facts("tokenizer.json")],
         {"q/tokenizer.json": Action.KEEP, "tokenizer.json": Action.DELETE},
     ),
-    ("case-sensitive names", manifest(["A.gguf"]), [facts("a.gguf")], {"A.gguf": Action.MISSING, "a.gguf": Action.DELETE}),
+    (
+        "case variant of a declared name: missing, never moved",
+        manifest(["A.gguf"]),
+        [facts("a.gguf")],
+        {"A.gguf": Action.MISSING, "a.gguf": Action.IGNORE},
+    ),
+    (
+        "NFD variant of a declared NFC name: never moved",
+        manifest(["caf\u00e9.gguf"]),
+        [facts("cafe\u0301.gguf")],
+        {"caf\u00e9.gguf": Action.MISSING, "cafe\u0301.gguf": Action.IGNORE},
+    ),
+    (
+        "unrelated case is still pruned",
+        manifest(["A.gguf"]),
+        [facts("A.gguf"), facts("b.gguf")],
+        {"A.gguf": Action.KEEP, "b.gguf": Action.DELETE},
+    ),
     ("pin matches", manifest([{"name": "a", "sha256": SHA_A}]), [facts("a", sha=SHA_A)], {"a": Action.KEEP}),
     (
         "pin differs: cannot converge, never deleted",
