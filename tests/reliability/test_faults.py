@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,9 +19,9 @@ from ..conftest import BIN
 from .common import DEMO_STALE, assert_each_exactly_once, census, ocr_reconcile, originals, partials, small_filesystem, write_manifest
 
 
-def _index(backup_root: Path) -> dict[str, object]:
+def _index(backup_root: Path) -> dict[str, Any]:
     [run] = [p for p in backup_root.iterdir() if p.is_dir()]
-    data: dict[str, object] = json.loads((run / "index.json").read_text())
+    data: dict[str, Any] = json.loads((run / "index.json").read_text())
     return data
 
 
@@ -36,7 +37,7 @@ def _stops_whole(tmp_path: Path, backup_root: Path, env: dict[str, str] | None) 
     assert_each_exactly_once(before, store, backup_root, "after the failed copy")
     assert not partials(store, backup_root) and not journal_path(str(store)).exists()
     index = _index(backup_root)
-    assert index["status"] == "failed" and [e["name"] for e in index["entries"]] == ["latest.gguf"]  # type: ignore[union-attr,index]
+    assert index["status"] == "failed" and [e["name"] for e in index["entries"]] == ["latest.gguf"]
     assert (store / "mistral-7b-v0.1.Q2_K.gguf").exists() and not (store / "latest.gguf").exists()
 
 
