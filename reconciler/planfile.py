@@ -30,7 +30,7 @@ PLAN_SCHEMA = "plan.schema.json"
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def checksum(body: dict[str, Any]) -> str:
