@@ -453,15 +453,15 @@ def recover(store_root: str) -> Recovery | None:
         return Recovery("torn", None, (), (), ())
     done = {r["key"]: r for r in records if r.get("type") == "done"}
     skipped = {r["key"]: r["why"] for r in records if r.get("type") == "skip"}
-    already = tuple(_name(k) for k in done)
     journal = Journal.reopen(path)
     for move in (Move(**m) for m in header["moves"]):
         if _key(move) in done or _key(move) in skipped:
             continue
-        record = _settle(move)
+        record = _settle(move)  # completed by the crashed run, but not yet recorded
         if record is not None:
             journal.record(record)
             done[_key(move)] = record
+    already = tuple(_name(k) for k in done)
     outcome = _run(header, done, skipped, journal)
     finished = tuple(m.name for m in outcome.moved if m.name not in already)
     return Recovery(header["op"], header.get("run_id") or Path(header["run_dir"]).name, finished, already, outcome.skipped)

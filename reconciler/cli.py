@@ -9,6 +9,7 @@ Thin on purpose: no decisions live here. Exit codes (pinned in tests): 0 success
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -363,6 +364,7 @@ def _staleness(saved: dict[str, Any]) -> list[str]:
         manifest = _manifest_of(saved)
         with open_store("directory", Path(saved["store"]["path"])) as opened:
             scan = scan_store(opened, {m.name for m in manifest.models if m.sha256})
+        _report_pending(scan.root)
         _check_fresh({**saved, "store": {**saved["store"], "backend": "directory"}}, scan, make_plan(manifest, scan))
     except StalePlanError as exc:
         return ["this plan is stale; apply would refuse it:", *exc.differences]
@@ -459,7 +461,9 @@ def backups(
 ) -> None:
     """List backup runs, newest first, with their sizes."""
     with _errors():
-        _, backup_root = _settings(manifest, store, backup_dir)
+        store_root, backup_root = _settings(manifest, store, backup_dir)
+        if os.path.isdir(store_root):
+            _report_pending(resolve_root(store_root)[0])
         runs = list_runs(backup_root)
         typer.echo(render.dumps(render.runs_json(runs)) if as_json else render.runs_text(runs, str(backup_root)))
 

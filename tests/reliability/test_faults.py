@@ -121,3 +121,22 @@ def test_lock_timeout_waits_for_the_holder(tmp_path: Path) -> None:
     assert holder.wait(timeout=60) == EXIT_OK
     assert waiter.returncode == EXIT_OK and "No changes." in waiter.stdout, waiter.stderr
     assert census(store)  # the store still holds the kept files
+
+
+def test_interrupted_run_is_reported_then_recovered_by_apply(tmp_path: Path) -> None:
+    store = build_store(tmp_path / "models")
+    manifest = write_manifest(tmp_path, store, tmp_path / "backups")
+    before = originals(store)
+    killed = ocr_reconcile("apply", str(manifest), "--yes", env={"OCR_RECONCILE_CRASH_AT": "5"})
+    assert killed.returncode == -9
+    for command in (["plan", str(manifest)], ["list", str(manifest)], ["check", str(manifest)], ["backups", "-m", str(manifest)]):
+        result = ocr_reconcile(*command)
+        assert "warning: an interrupted apply (" in result.stderr and "ocr-reconcile recover" in result.stderr, (command, result.stderr)
+    applied = ocr_reconcile("apply", str(manifest), "--yes")
+    assert applied.returncode == EXIT_OK, applied.stderr
+    assert "Recovered interrupted apply run" in applied.stderr and "2 moves had completed" in applied.stderr
+    assert "No changes." in applied.stdout  # recovery finished the run; the re-plan has nothing left
+    assert_each_exactly_once(before, store, tmp_path / "backups", "after automatic recovery")
+    assert not journal_path(str(store)).exists()
+    nothing = ocr_reconcile("recover", "-m", str(manifest))
+    assert nothing.returncode == 0 and "Nothing to recover" in nothing.stdout
