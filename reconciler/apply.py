@@ -42,37 +42,23 @@ _SKIP_ERRNOS = (errno.EACCES, errno.EPERM)
 
 @dataclass(frozen=True)
 class Move:
-    """One intended move of one entry, with the identity it must still have when moved."""
+    """One intended move of one entry; ``facts`` is the identity it must still have when moved."""
 
-    name: str
     src: str
     dst: str
-    kind: str
-    size: int
-    mtime_ns: int
-    inode: int
-    dev: int
-    link_target: str | None = None
-    role: str = "backup"  # backup (store -> run), restore (run -> store), displace (store -> new run)
-
-    @classmethod
-    def of(cls, facts: FileFacts, src: Path, dst: Path, role: str) -> Move:
-        return cls(
-            facts.name,
-            os.fspath(src),
-            os.fspath(dst),
-            facts.kind,
-            facts.size,
-            facts.mtime_ns,
-            facts.inode,
-            facts.dev,
-            facts.link_target,
-            role,
-        )
+    role: str  # backup (store -> run), restore (run -> store), displace (store -> new run)
+    facts: FileFacts
 
     @property
-    def identity(self) -> tuple[str, int, int, int, int]:
-        return (self.kind, self.size, self.mtime_ns, self.inode, self.dev)
+    def name(self) -> str:
+        return self.facts.name
+
+    def to_json(self) -> dict[str, Any]:
+        return {"src": self.src, "dst": self.dst, "role": self.role, "facts": asdict(self.facts)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Move:
+        return cls(data["src"], data["dst"], data["role"], FileFacts(**data["facts"]))
 
 
 @dataclass(frozen=True)
@@ -181,7 +167,7 @@ def apply_plan(plan: Plan, backup_root: Path, keep: int | None, run_id: str | No
     moves = []
     for change in plan.to_delete:
         assert change.before is not None  # a delete always has a scanned entry
-        moves.append(Move.of(change.before, root / change.name, run_dir / change.name, "backup"))
+        moves.append(Move(os.fspath(root / change.name), os.fspath(run_dir / change.name), "backup", change.before))
     header = {
         "op": "apply",
         "run_id": run_id,
@@ -190,7 +176,7 @@ def apply_plan(plan: Plan, backup_root: Path, keep: int | None, run_id: str | No
         "manifest": {"source": plan.manifest.source, "sha256": plan.manifest.sha256, "name": plan.manifest.name},
         "keep": keep,
         "created_ns": time.time_ns(),
-        "moves": [asdict(m) for m in moves],
+        "moves": [m.to_json() for m in moves],
     }
     outcome = _run(header, done={}, skipped={})
     if outcome.error:
@@ -218,7 +204,7 @@ def _run(header: dict[str, Any], done: dict[str, dict[str, Any]], skipped: dict[
         except OSError as exc:
             raise ApplyError(f"cannot write journal {path}: {exc.strerror or exc}; nothing was moved") from None
         faults.step("journal-begun")
-    moves = [Move(**m) for m in header["moves"]]
+    moves = [Move.from_json(m) for m in header["moves"]]
     _prepare_run_dirs(header)
     error = ""
     for move in moves:
@@ -263,11 +249,12 @@ def _name(key: str) -> str:
 
 
 def _moved(move: Move, record: dict[str, Any]) -> Moved:
-    return Moved(move.name, move.kind, move.size, record.get("sha256"), move.link_target, record.get("method", "rename"))
+    f = move.facts
+    return Moved(f.name, f.kind, f.size, record.get("sha256"), f.link_target, record.get("method", "rename"))
 
 
 def _digest(move: Move) -> str | None:
-    return None if move.kind == "symlink" else file_sha256(move.dst)
+    return None if move.facts.kind == "symlink" else file_sha256(move.dst)
 
 
 def _changed(move: Move) -> str:
@@ -275,7 +262,7 @@ def _changed(move: Move) -> str:
     now = stat_entry(os.path.dirname(move.src), os.path.basename(move.src))
     if now is None:
         return "vanished since the plan was made"
-    if now.identity != move.identity:
+    if now.identity != move.facts.identity:
         return "changed since the plan was made; left in place"
     return ""
 
@@ -291,7 +278,7 @@ def _move_entry(move: Move) -> str:
         method = "rename"
         faults.step("renamed")
     else:
-        _copy_verified(src, dst, move.kind)
+        _copy_verified(src, dst, move.facts.kind)
         os.unlink(src)
         method = "copy"
         faults.step("source-unlinked")
@@ -352,7 +339,7 @@ def _prepare_run_dirs(header: dict[str, Any]) -> None:
 
 def _finalise(header: dict[str, Any], done: dict[str, dict[str, Any]], skipped: dict[str, str], failed: bool) -> tuple[str, ...]:
     """Write the indexes a finished (or stopped) run leaves behind; prune old runs after a full apply."""
-    moves = [Move(**m) for m in header["moves"]]
+    moves = [Move.from_json(m) for m in header["moves"]]
     if header["op"] == "apply":
         run_dir = Path(header["run_dir"])
         index = _new_index(run_dir.name, header["store"], header["manifest"], header["created_ns"])
@@ -454,7 +441,7 @@ def recover(store_root: str) -> Recovery | None:
     done = {r["key"]: r for r in records if r.get("type") == "done"}
     skipped = {r["key"]: r["why"] for r in records if r.get("type") == "skip"}
     journal = Journal.reopen(path)
-    for move in (Move(**m) for m in header["moves"]):
+    for move in (Move.from_json(m) for m in header["moves"]):
         if _key(move) in done or _key(move) in skipped:
             continue
         record = _settle(move)  # completed by the crashed run, but not yet recorded
@@ -479,7 +466,7 @@ def _settle(move: Move) -> dict[str, Any] | None:
         method = "rename" if os.stat(dst.parent).st_dev == os.stat(src.parent).st_dev else "copy"
         return {"type": "done", "key": _key(move), "method": method, "sha256": _digest(move)}
     if dst_here and src_here:  # copy renamed into place; the original not yet unlinked
-        if _same_content(src, dst, move.kind):
+        if _same_content(src, dst, move.facts.kind):
             os.unlink(src)
             fsync_dir(src.parent)
             return {"type": "done", "key": _key(move), "method": "copy", "sha256": _digest(move)}
@@ -580,10 +567,10 @@ def restore_run(run: BackupRun, names: Sequence[str], force: bool, store_root: s
     for name in conflicts:
         facts = stat_entry(root, name)
         if facts is not None and displaced_dir is not None:
-            moves.append(Move.of(facts, Path(root) / name, displaced_dir / name, "displace"))
+            moves.append(Move(os.path.join(root, name), os.fspath(displaced_dir / name), "displace", facts))
     for entry in selected:
         if entry["name"] not in present:
-            moves.append(Move.of(held[entry["name"]], run.path / entry["name"], Path(root) / entry["name"], "restore"))
+            moves.append(Move(os.fspath(run.path / entry["name"]), os.path.join(root, entry["name"]), "restore", held[entry["name"]]))
     header = {
         "op": "restore",
         "run_id": run.run_id,
@@ -592,7 +579,7 @@ def restore_run(run: BackupRun, names: Sequence[str], force: bool, store_root: s
         "store": root,
         "manifest": {"source": f"restore --force of {run.run_id}", "sha256": None, "name": None},
         "created_ns": time.time_ns(),
-        "moves": [asdict(m) for m in moves],
+        "moves": [m.to_json() for m in moves],
     }
     outcome = _run(header, done={}, skipped={})
     if outcome.error:

@@ -70,9 +70,9 @@ def in_flight(store: Path) -> set[str]:
     header, records = found
     done = {r["key"] for r in records if r.get("type") in ("done", "skip")}
     return {
-        m["name"]
+        m["facts"]["name"]
         for m in header.get("moves", [])
-        if f"{m['role']}:{m['name']}" not in done and os.path.lexists(m["src"]) and os.path.lexists(m["dst"])
+        if f"{m['role']}:{m['facts']['name']}" not in done and os.path.lexists(m["src"]) and os.path.lexists(m["dst"])
     }
 
 
