@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,3 +140,21 @@ def test_backup_dir_inside_store_is_an_error(runner: CliRunner, store: Path, wri
 def test_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("ocr-reconcile ")
+
+
+def test_store_path_that_is_a_symlink_is_resolved_once_and_reported(
+    runner: CliRunner, store: Path, tmp_path: Path, write_manifest: Callable[..., Path]
+) -> None:
+    link = tmp_path / "current-models"
+    link.symlink_to(store)
+    manifest = str(write_manifest(store={"backend": "directory", "path": str(link)}))
+    planned = runner.invoke(app, ["plan", manifest])
+    assert planned.exit_code == EXIT_CHANGES
+    assert f"Warning: store folder {link} is a symlink (or under one); using its target {store}" in planned.stdout
+    assert f"Store: {store} (backend: directory)" in planned.stdout
+    applied = runner.invoke(app, ["apply", manifest, "--yes"])
+    assert applied.exit_code == EXIT_OK, applied.output
+    # the lock and the backups sit beside the real folder, not beside the link
+    assert (tmp_path / "models.ocr-reconcile.lock").exists() and (tmp_path / "models.ocr-reconcile-backups").is_dir()
+    assert not (tmp_path / "current-models.ocr-reconcile-backups").exists()
+    assert link.is_symlink() and os.readlink(link) == str(store)
