@@ -126,6 +126,8 @@ def resolve_root(local: str) -> tuple[str, list[str]]:
     if not os.path.isdir(given):
         raise StoreError(f"store folder {given} does not exist (create it, or set store.path / --store)")
     root = os.path.realpath(given)
+    if os.path.dirname(root) == root:
+        raise StoreError(f"store folder {given} is the filesystem root; a model store must be a folder of its own")
     warnings = [f"store folder {given} is a symlink (or under one); using its target {root}"] if root != given else []
     return root, warnings
 

@@ -158,3 +158,10 @@ def test_store_path_that_is_a_symlink_is_resolved_once_and_reported(
     assert (tmp_path / "models.ocr-reconcile.lock").exists() and (tmp_path / "models.ocr-reconcile-backups").is_dir()
     assert not (tmp_path / "current-models.ocr-reconcile-backups").exists()
     assert link.is_symlink() and os.readlink(link) == str(store)
+
+
+def test_filesystem_root_is_refused_as_a_store(runner: CliRunner, tmp_path: Path, write_manifest: Callable[..., Path]) -> None:
+    """Its lock, journal and backups would have no folder 'beside' it (they landed in the cwd)."""
+    result = runner.invoke(app, ["apply", str(write_manifest(store={"backend": "directory", "path": "/"})), "--yes"])
+    assert result.exit_code == EXIT_ERROR and "is the filesystem root" in result.stderr
+    assert not Path(".ocr-reconcile.lock").exists()
