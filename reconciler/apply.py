@@ -216,7 +216,7 @@ def _run(header: dict[str, Any], done: dict[str, dict[str, Any]], skipped: dict[
             journal.record({"type": "skip", "key": _key(move), "why": why})
             continue
         try:
-            method = _move_entry(move)
+            method, digest = _move_entry(move)
         except OSError as exc:
             if exc.errno in _SKIP_ERRNOS:
                 why = f"{exc.strerror or exc} (left in place)"
@@ -228,7 +228,7 @@ def _run(header: dict[str, Any], done: dict[str, dict[str, Any]], skipped: dict[
                 f"moving {move.name} failed: {exc.strerror or exc}; it is still whole where it was. Moved before the failure: {moved_names}"
             )
             break
-        record = {"type": "done", "key": _key(move), "method": method, "sha256": _digest(move)}
+        record = {"type": "done", "key": _key(move), "method": method, "sha256": digest}
         journal.record(record)
         done[_key(move)] = record
         faults.step("recorded")
@@ -267,31 +267,40 @@ def _changed(move: Move) -> str:
     return ""
 
 
-def _move_entry(move: Move) -> str:
-    """Move one entry; never follows a symlink (a link is moved as a link). Returns the method."""
+def _move_entry(move: Move) -> tuple[str, str | None]:
+    """Move one entry; never follows a symlink (a link is moved as a link).
+
+    Returns the method and the sha256 of the moved bytes (None for a symlink).
+    """
     src, dst = Path(move.src), Path(move.dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if os.path.lexists(dst):
         raise FileExistsError(errno.EEXIST, f"{dst} already exists")
     if os.lstat(src).st_dev == os.stat(dst.parent).st_dev:
         os.rename(src, dst)
-        method = "rename"
+        method, digest = "rename", None
         faults.step("renamed")
     else:
-        _copy_verified(src, dst, move.facts.kind)
+        digest = _copy_verified(src, dst, move.facts.kind)
         os.unlink(src)
         method = "copy"
         faults.step("source-unlinked")
     fsync_dir(dst.parent)
     fsync_dir(src.parent)
-    return method
+    if method == "rename":
+        digest = _digest(move)  # rename copies nothing, so hash once, from the new place
+    return method, digest
 
 
-def _copy_verified(src: Path, dst: Path, kind: str) -> None:
-    """Copy across filesystems to a temporary name, fsync, verify, then rename into place."""
+def _copy_verified(src: Path, dst: Path, kind: str) -> str | None:
+    """Copy across filesystems to a temporary name, fsync, verify, then rename into place.
+
+    Returns the verified sha256 of the bytes (None for a symlink).
+    """
     tmp = dst.with_name(dst.name + PARTIAL)
     if os.path.lexists(tmp):
         os.unlink(tmp)  # left by a crash: never trusted
+    digest = None
     try:
         if kind == "symlink":
             os.symlink(os.readlink(src), tmp)
@@ -307,7 +316,8 @@ def _copy_verified(src: Path, dst: Path, kind: str) -> None:
                 fout.flush()
                 os.fsync(fout.fileno())
             shutil.copystat(src, tmp)
-            if file_sha256(os.fspath(tmp)) != want.hexdigest():
+            digest = want.hexdigest()
+            if file_sha256(os.fspath(tmp)) != digest:
                 raise OSError(errno.EIO, f"verification of the copy of {src} failed")
         fsync_dir(tmp.parent)
         faults.step("copy-written")
@@ -318,6 +328,7 @@ def _copy_verified(src: Path, dst: Path, kind: str) -> None:
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
+    return digest
 
 
 # -- finalising: index files ------------------------------------------------------------------------
