@@ -206,22 +206,25 @@ def _run(header: dict[str, Any], done: dict[str, dict[str, Any]], skipped: dict[
         faults.step("journal-begun")
     moves = [Move.from_json(m) for m in header["moves"]]
     _prepare_run_dirs(header)
+    log: Journal = journal
+
+    def skip(move: Move, why: str) -> None:
+        skipped[_key(move)] = why
+        log.record({"type": "skip", "key": _key(move), "why": why})
+
     error = ""
     for move in moves:
         if _key(move) in done or _key(move) in skipped:
             continue
         why = _changed(move)
         if why:
-            skipped[_key(move)] = why
-            journal.record({"type": "skip", "key": _key(move), "why": why})
+            skip(move, why)
             continue
         try:
             method, digest = _move_entry(move)
         except OSError as exc:
             if exc.errno in _SKIP_ERRNOS:
-                why = f"{exc.strerror or exc} (left in place)"
-                skipped[_key(move)] = why
-                journal.record({"type": "skip", "key": _key(move), "why": why})
+                skip(move, f"{exc.strerror or exc} (left in place)")
                 continue
             moved_names = ", ".join(_name(k) for k in done) or "none"
             error = (
@@ -351,13 +354,11 @@ def _prepare_run_dirs(header: dict[str, Any]) -> None:
 def _finalise(header: dict[str, Any], done: dict[str, dict[str, Any]], skipped: dict[str, str], failed: bool) -> tuple[str, ...]:
     """Write the indexes a finished (or stopped) run leaves behind; prune old runs after a full apply."""
     moves = [Move.from_json(m) for m in header["moves"]]
+    status = "failed" if failed else "complete"
     if header["op"] == "apply":
         run_dir = Path(header["run_dir"])
-        index = _new_index(run_dir.name, header["store"], header["manifest"], header["created_ns"])
-        index["entries"] = [_entry(_moved(m, done[_key(m)])) for m in moves if _key(m) in done]
-        index["skipped"] = [{"name": _name(k), "why": w} for k, w in skipped.items()]
-        index["status"] = "failed" if failed else "complete"
-        _write_index(run_dir, index)
+        skips = [{"name": _name(k), "why": w} for k, w in skipped.items()]
+        _write_run_index(run_dir, header, [m for m in moves if _key(m) in done], done, status, skips)
         faults.step("index-written")
         keep = header.get("keep")
         if failed or keep is None:
@@ -366,13 +367,9 @@ def _finalise(header: dict[str, Any], done: dict[str, dict[str, Any]], skipped: 
         faults.step("pruned")
         return pruned
     # restore: the displaced files get their own run; the source run loses what was restored
-    displaced = [m for m in moves if m.role == "displace" and _key(m) in done]
     if header.get("displaced_run_dir"):
-        run_dir = Path(header["displaced_run_dir"])
-        index = _new_index(run_dir.name, header["store"], header["manifest"], header["created_ns"])
-        index["entries"] = [_entry(_moved(m, done[_key(m)])) for m in displaced]
-        index["status"] = "failed" if failed else "complete"
-        _write_index(run_dir, index)
+        displaced = [m for m in moves if m.role == "displace" and _key(m) in done]
+        _write_run_index(Path(header["displaced_run_dir"]), header, displaced, done, status)
     source = Path(header["run_dir"])
     restored = {m.name for m in moves if m.role == "restore" and _key(m) in done}
     if not (source / INDEX).exists():  # emptied and removed before a crash: nothing left to update
@@ -388,15 +385,21 @@ def _finalise(header: dict[str, Any], done: dict[str, dict[str, Any]], skipped: 
     return ()
 
 
-def _entry(item: Moved) -> dict[str, Any]:
-    return {
-        "name": item.name,
-        "kind": item.kind,
-        "size": item.size,
-        "sha256": item.sha256,
-        "link_target": item.link_target,
-        "method": item.method,
-    }
+def _write_run_index(
+    run_dir: Path,
+    header: dict[str, Any],
+    moved: list[Move],
+    done: dict[str, dict[str, Any]],
+    status: str,
+    skipped: list[dict[str, str]] | None = None,
+) -> None:
+    """The final index of a run folder: one entry per moved file (its name, kind, size, sha256, …)."""
+    index = _new_index(run_dir.name, header["store"], header["manifest"], header["created_ns"])
+    index["entries"] = [asdict(_moved(m, done[_key(m)])) for m in moved]
+    index["status"] = status
+    if skipped is not None:
+        index["skipped"] = skipped
+    _write_index(run_dir, index)
 
 
 def _new_index(run_id: str, store_root: str, manifest: dict[str, Any], created_ns: int) -> dict[str, Any]:
