@@ -147,18 +147,24 @@ def new_run_id() -> str:
 # -- apply ------------------------------------------------------------------------------------------
 
 
-def apply_plan(plan: Plan, backup_root: Path, keep: int | None, run_id: str | None = None) -> ApplyResult:
-    """Move the plan's ``delete`` entries into ``backup_root/<run id>/`` and prune old runs.
-
-    Refuses a plan that cannot converge or breaks a guard. Raises ApplyError if the run had to stop;
-    the index then lists exactly what moved, and everything else is untouched in the store.
-    """
+def refuse_unapplicable(plan: Plan, backup_root: Path) -> None:
+    """Raise if ``plan`` must not be applied: missing models (exit 3), a backup folder inside the
+    store, or a broken guard (exit 4). Call it before asking for confirmation; apply_plan calls it too."""
     if not plan.converges:
         missing = ", ".join(c.name for c in plan.of(Action.MISSING))
         raise CannotConvergeError(f"declared models are missing or differ from their pin: {missing}; nothing was moved")
     check_backup_root(plan.scan.root, backup_root)
     if plan.violations:
         raise GuardError("; ".join(plan.violations) + "; nothing was moved")
+
+
+def apply_plan(plan: Plan, backup_root: Path, keep: int | None, run_id: str | None = None) -> ApplyResult:
+    """Move the plan's ``delete`` entries into ``backup_root/<run id>/`` and prune old runs.
+
+    Refuses a plan that cannot converge or breaks a guard. Raises ApplyError if the run had to stop;
+    the index then lists exactly what moved, and everything else is untouched in the store.
+    """
+    refuse_unapplicable(plan, backup_root)
     if not plan.has_changes:
         return ApplyResult(run_id=None, run_dir=None)
     run_id = run_id or new_run_id()

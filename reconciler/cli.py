@@ -20,8 +20,18 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__, render
-from .apply import apply_plan, check_backup_root, default_backup_root, find_run, list_runs, pending_run, recover, restore_run
-from .errors import CannotConvergeError, ConfirmationRefused, GuardError, ManifestError, ReconcilerError, StalePlanError, UsageError
+from .apply import (
+    apply_plan,
+    check_backup_root,
+    default_backup_root,
+    find_run,
+    list_runs,
+    pending_run,
+    recover,
+    refuse_unapplicable,
+    restore_run,
+)
+from .errors import ConfirmationRefused, ManifestError, ReconcilerError, StalePlanError, UsageError
 from .journal import store_lock
 from .manifest import Manifest, load_manifest
 from .plan import Action, Guards, Plan, guards_for, make_plan
@@ -305,10 +315,7 @@ def apply(
                 _check_fresh(saved, scan, result)
             backup_root = _backup_root(manifest, scan.root, None)
             typer.echo(render.plan_text(render.plan_doc(result), _colour()))
-            if not result.converges:
-                raise CannotConvergeError("declared models are missing; nothing was moved")
-            if result.violations:
-                raise GuardError("; ".join(result.violations) + "; nothing was moved")
+            refuse_unapplicable(result, backup_root)
             if not result.has_changes:
                 raise typer.Exit(EXIT_OK)
             _confirm(f"Move {len(result.to_delete)} files ({render.format_size(result.bytes_freed)}) to {backup_root}?", yes)
