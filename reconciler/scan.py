@@ -78,11 +78,12 @@ def scan_store(store: ModelStore, hash_names: Container[str] = ()) -> StoreScan:
     """
     local = store.get_local_path()
     root, warnings = resolve_root(local)
+    unreadable: list[str] = []
     try:
-        entries = list(walk_store(root))
+        entries = list(walk_store(root, unreadable))
     except OSError as exc:
         raise StoreError(f"cannot read store folder {root}: {exc.strerror or exc}") from None
-    warnings += _unreadable_subfolders(root)
+    warnings += [f"subfolder {name!r} is not readable; its files were not scanned" for name in unreadable]
 
     listed: set[str] | None = None
     if store.licensed is not None:  # a real engine ran: record what it shows
@@ -175,15 +176,3 @@ def file_sha256(path: str) -> str | None:
     except OSError:
         return None
     return digest.hexdigest()
-
-
-def _unreadable_subfolders(root: str) -> list[str]:
-    out = []
-    for entry in os.scandir(root):
-        try:
-            is_dir = entry.is_dir(follow_symlinks=True)
-        except OSError:
-            continue
-        if is_dir and not os.access(entry.path, os.R_OK | os.X_OK):
-            out.append(f"subfolder {entry.name!r} is not readable; its files were not scanned")
-    return out

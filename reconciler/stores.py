@@ -43,14 +43,14 @@ class ModelStore(Protocol):
     def free_resources(self) -> None: ...
 
 
-def walk_store(root: str) -> Iterator[tuple[str, str | None]]:
+def walk_store(root: str, unreadable: list[str] | None = None) -> Iterator[tuple[str, str | None]]:
     """Yield ``(name, symlinked_folder)`` for every entry the engine would list, sorted by name.
 
     The engine's rule (measured): every non-directory entry (regular files, symlinks to files,
     broken symlinks, special files) of the store and of its *immediate* subfolders; a symlink to
     a directory counts as a directory, so its files are listed too. ``symlinked_folder`` names
     that subfolder when a file is reached through one (its bytes live outside the store).
-    Unreadable subfolders are skipped here; ``scan.py`` reports them.
+    Unreadable subfolders are skipped; their names are appended to ``unreadable`` when given.
     """
     top = sorted(os.scandir(root), key=lambda e: e.name)
     for entry in top:
@@ -58,6 +58,8 @@ def walk_store(root: str) -> Iterator[tuple[str, str | None]]:
             try:
                 children = sorted(os.scandir(entry.path), key=lambda e: e.name)
             except OSError:
+                if unreadable is not None:
+                    unreadable.append(entry.name)
                 continue
             via = entry.name if entry.is_symlink() else None
             for child in children:

@@ -178,3 +178,32 @@ def test_restore_refuses_a_corrupted_backup_copy(store: Path, write_manifest: Ca
     with pytest.raises(BackupError, match="does not match the sha256"):
         restore_run(run, [], force=False)
     assert not (store / "mistral-7b-v0.1.Q2_K.gguf").exists()  # nothing restored, not even the good ones
+
+
+def test_unreadable_subfolder_is_a_warning_not_a_failure() -> None:
+    """Scanned as an unprivileged user (root reads everything): the rest is scanned, the folder reported."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to scan as an unprivileged user")
+    base = Path(tempfile.mkdtemp(prefix="ocr-reconcile-perm-"))  # pytest's tmp_path is 0700: nobody cannot enter
+    base.chmod(0o755)
+    models = base / "models"
+    (models / "locked").mkdir(parents=True)
+    (models / "locked" / "x.gguf").write_text("x")
+    (models / "a.gguf").write_text("a")
+    (models / "locked").chmod(0o000)
+    code = (
+        "import sys; from pathlib import Path; from reconciler.stores import DirectoryStore; from reconciler.scan import scan_store;"
+        "s = scan_store(DirectoryStore(Path(sys.argv[1]))); print([f.name for f in s.files]); print(list(s.warnings))"
+    )
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code, str(models)]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()
+    finally:
+        (models / "locked").chmod(0o755)
+        shutil.rmtree(base)
+    assert out == ["['a.gguf']", "[\"subfolder 'locked' is not readable; its files were not scanned\"]"]
