@@ -115,9 +115,6 @@ class Journal:
         os.unlink(self.path)
         fsync_dir(self.path.parent)
 
-    def close(self) -> None:
-        os.close(self._fd)
-
 
 def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """``(header, records)`` of an unfinished run, or None. A torn last line (crash mid-write) is dropped."""

@@ -26,7 +26,6 @@ from .errors import ManifestError
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_DEPTH = 32
-API_VERSION = "ocr-reconcile/v1"
 # Zero-width, bidi-override and BOM characters: the schema's name pattern refuses them too.
 INVISIBLE = frozenset(
     [chr(c) for c in range(0x200B, 0x2010)]
