@@ -219,10 +219,8 @@ def _md_details(doc: dict[str, Any]) -> list[str]:
     ]
     note = engine_note(store, files)
     lines += [f"> {note}", ""] if note else []
-    lines += [f"> **Warning:** {_md(w)}" for w in doc["warnings"]]
-    lines += [f"> **{_md(line)}**" for line in _outcome_lines(doc)]
-    if doc["warnings"] or _outcome_lines(doc):
-        lines.append("")
+    notices = [f"> **Warning:** {_md(w)}" for w in doc["warnings"]] + [f"> **{_md(line)}**" for line in _outcome_lines(doc)]
+    lines += [*notices, ""] if notices else []
     changes = [c for c in doc["changes"] if c["actions"][0] in ("delete", "missing")]
     unchanged = [c for c in doc["changes"] if c["actions"][0] not in ("delete", "missing")]
     if changes:
