@@ -1,7 +1,104 @@
 """ocr-reconcile: make an Aspose OCR AI model folder match a declared manifest.
 
+The library API (the CLI and the Ansible modules are thin clients of it)::
+
+    from reconciler import open_session
+
+    with open_session(manifest="manifests/example.yaml", store="/srv/models") as session:
+        plan = session.plan()                 # scan (read-only) + diff: a frozen Plan
+        print(plan.summary, plan.violations)
+        with session.lock() as held:          # the store lock; an interrupted run is recovered first
+            result = session.apply(session.plan(), held)
+        print(result.run_id, [m.name for m in result.moved])
+
 Stages: load (``manifest``) → scan (``scan``, read-only, through ``stores``) → plan (``plan``, pure)
-→ apply (``apply``, the only mutator) → release (``stores.open_store``'s ``finally``).
+→ apply (``apply`` + ``transfer``, the only mutators) → release (the session's ``finally``).
+Everything a caller needs is exported here; other modules are internal and may change.
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+from .api import Held, Session, manifest_of, open_session, plan_fleet
+from .apply import ApplyResult
+from .catalogue import BackupRun, Entry
+from .errors import (
+    ApplyError,
+    BackupError,
+    CannotConvergeError,
+    ConfigError,
+    ConfirmationRefused,
+    EngineError,
+    ExitCode,
+    GuardError,
+    LockedError,
+    ManifestError,
+    PendingRunError,
+    PlanFileError,
+    ReconcilerError,
+    RestoreConflictError,
+    StalePlanError,
+    StoreError,
+    StoreNotFound,
+    UnknownRunError,
+    UsageError,
+)
+from .manifest import Manifest, load_manifest
+from .plan import Action, Change, FleetPlan, Guard, Guards, Plan, Summary, Violation
+from .planfile import SavedPlan, Snapshot, load_plan, load_snapshot, save_plan
+from .restore import RestorePlan, RestoreResult
+from .scan import FileFacts, StoreScan
+from .transfer import Pending, Recovery
+
+__all__ = [
+    "Action",
+    "ApplyError",
+    "ApplyResult",
+    "BackupError",
+    "BackupRun",
+    "CannotConvergeError",
+    "Change",
+    "ConfigError",
+    "ConfirmationRefused",
+    "EngineError",
+    "Entry",
+    "ExitCode",
+    "FileFacts",
+    "FleetPlan",
+    "Guard",
+    "GuardError",
+    "Guards",
+    "Held",
+    "LockedError",
+    "Manifest",
+    "ManifestError",
+    "Pending",
+    "PendingRunError",
+    "Plan",
+    "PlanFileError",
+    "ReconcilerError",
+    "Recovery",
+    "RestoreConflictError",
+    "RestorePlan",
+    "RestoreResult",
+    "SavedPlan",
+    "Session",
+    "Snapshot",
+    "StalePlanError",
+    "StoreError",
+    "StoreNotFound",
+    "StoreScan",
+    "Summary",
+    "UnknownRunError",
+    "UsageError",
+    "Violation",
+    "__version__",
+    "load_manifest",
+    "load_plan",
+    "load_snapshot",
+    "manifest_of",
+    "open_session",
+    "plan_fleet",
+    "save_plan",
+]

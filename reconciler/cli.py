@@ -1,18 +1,16 @@
-"""The ``ocr-reconcile`` command: parse arguments, call the core, render, map errors to exit codes.
+"""The ``ocr-reconcile`` command: a thin client of the library API (``api.py``).
 
-Thin on purpose: no decisions live here. Exit codes (pinned in tests): 0 success / nothing to do,
-1 error, 2 changes pending (``plan``) or left pending (``apply`` skipped files), 3 cannot converge
-(declared models missing), 130 interrupted. Usage errors exit 1 too, so that 2 only ever means
-"changes pending".
+Each command parses its arguments, makes one or two API calls, renders the values it gets back
+(``render.py``) and exits with an :class:`~.errors.ExitCode`. No workflow lives here. Errors from the
+core are mapped to one line each plus a hint naming this command's flags (:func:`_messages`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,33 +18,25 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__, render
-from .apply import (
-    apply_plan,
-    check_backup_root,
-    default_backup_root,
-    find_run,
-    list_runs,
-    pending_run,
-    recover,
-    refuse_unapplicable,
-    restore_run,
+from .api import Held, Session, manifest_of, open_session, plan_fleet
+from .errors import (
+    ConfirmationRefused,
+    ExitCode,
+    GuardError,
+    LockedError,
+    ManifestError,
+    PendingRunError,
+    ReconcilerError,
+    RestoreConflictError,
+    StalePlanError,
+    StoreNotFound,
+    UnknownRunError,
+    UsageError,
 )
-from .errors import ConfirmationRefused, ManifestError, ReconcilerError, StalePlanError, UsageError
-from .journal import store_lock
-from .manifest import Manifest, load_manifest
-from .plan import Action, Guards, Plan, guards_for, make_plan
-from .planfile import checksum, fingerprint_differences, read_document, saved_plan, scan_from_snapshot, snapshot_doc, write_document
-from .scan import Everything, StoreScan, resolve_root, scan_store
-from .stores import BACKENDS, engine_default_path, open_store
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CHANGES = 2
-EXIT_CANNOT_CONVERGE = 3
-EXIT_GUARD = 4
-EXIT_STALE_PLAN = 5
-EXIT_LOCKED = 6
-EXIT_INTERRUPTED = 130
+from .manifest import load_manifest
+from .plan import Action, FleetPlan, Plan, guards_for
+from .planfile import load_plan, save_plan, snapshot_doc, with_checksum, write_document
+from .stores import BACKENDS
 
 log = logging.getLogger("reconciler")
 
@@ -71,13 +61,13 @@ class _Group(TyperGroup):
                 show()
             else:
                 typer.echo(f"error: {exc.format_message()}", err=True)
-            sys.exit(EXIT_ERROR)
+            sys.exit(ExitCode.ERROR)
         except typer.Exit as exc:
             sys.exit(exc.exit_code)
         except (typer.Abort, KeyboardInterrupt):
             typer.echo("Interrupted.", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+            sys.exit(ExitCode.INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
 
 
 app = typer.Typer(
@@ -121,13 +111,37 @@ def _main(
     )
 
 
+def _hint(exc: ReconcilerError) -> str:
+    """How to get past ``exc`` with this command's flags ("" when there is nothing to add)."""
+    if isinstance(exc, StoreNotFound):
+        return "; pass --store to restore elsewhere" if exc.for_restore else " (create it, or set store.path / --store)"
+    if isinstance(exc, LockedError):
+        return "; retry, or pass --lock-timeout SECONDS to wait"
+    if isinstance(exc, PendingRunError):
+        return "; run ocr-reconcile recover first"
+    if isinstance(exc, UnknownRunError) and not exc.candidates:
+        return " (see: ocr-reconcile backups)"
+    if isinstance(exc, RestoreConflictError):
+        return " (--force moves it to a new backup run first)"
+    return ""
+
+
+def _messages(exc: ReconcilerError) -> list[str]:
+    """The lines printed for ``exc``, each prefixed with ``error:`` by the caller."""
+    if isinstance(exc, GuardError):
+        return ["; ".join(render.violation_text(v) for v in exc.violations) + "; nothing was moved"]  # type: ignore[arg-type]
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    lines[-1] += _hint(exc)
+    return lines
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     """Map the core's error hierarchy to one message per line and the class's exit code."""
     try:
         yield
     except ReconcilerError as exc:
-        for line in str(exc).splitlines() or [type(exc).__name__]:
+        for line in _messages(exc):
             typer.echo(f"error: {line}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
@@ -135,55 +149,27 @@ def _errors() -> Iterator[None]:
     except Exception as exc:  # a bug: say so in one line, no traceback
         log.debug("internal error", exc_info=True)
         typer.echo(f"error: internal error: {type(exc).__name__}: {exc} (please report it)", err=True)
-        raise typer.Exit(EXIT_ERROR) from None
+        raise typer.Exit(ExitCode.ERROR) from None
 
 
-@contextmanager
-def _scanned(
-    manifest: Manifest | None,
-    store: Path | None,
-    backend: str | None,
-    license_file: Path | None,
-    hash_all: bool = False,
-    lock_timeout: float | None = None,
-) -> Iterator[StoreScan]:
-    """Open the store (engine freed on every exit path) and scan it, hashing pinned models (or all).
-
-    With ``lock_timeout`` (mutating commands) the store lock is held for the whole block and an
-    interrupted run is recovered first; otherwise an interrupted run is only reported.
-    """
-    chosen = backend or (manifest.backend if manifest else "auto")
-    path = store or (manifest.store_path if manifest else None)
-    pinned = {m.name for m in manifest.models if m.sha256} if manifest else set()
-    with open_store(chosen, path, license_file) as opened:
-        root, _ = resolve_root(opened.get_local_path())
-        with store_lock(root, lock_timeout) if lock_timeout is not None else nullcontext():
-            if lock_timeout is not None:
-                _recover(root)
-            else:
-                _report_pending(root)
-            yield scan_store(opened, Everything() if hash_all else pinned)
-
-
-def _recover(root: str) -> None:
-    result = recover(root)
-    if result is not None:
-        typer.echo(render.recovery_text(result), err=True)
-
-
-def _report_pending(root: str) -> None:
-    header = pending_run(root)
-    if header is not None:
+def _report_pending(session: Session) -> None:
+    """Warn about an interrupted run (read-only commands do not recover it)."""
+    try:
+        root = session.store_root()
+    except StoreNotFound:
+        return
+    pending = session.pending(root)
+    if pending is not None:
         typer.echo(
-            f"warning: an interrupted {header.get('op', 'run')} ({header.get('run_id', '?')}) was found on {root}; "
+            f"warning: an interrupted {pending.op} ({pending.run_id or '?'}) was found on {root}; "
             "run 'ocr-reconcile recover' (apply and restore do it first)",
             err=True,
         )
 
 
-def _backup_root(manifest: Manifest | None, store_root: str, backup_dir: Path | None) -> Path:
-    root = backup_dir or (manifest.backup_dir if manifest else None) or default_backup_root(store_root)
-    return check_backup_root(store_root, root)
+def _say_recovery(held: Held) -> None:
+    if held.recovery is not None:
+        typer.echo(render.recovery_text(held.recovery), err=True)
 
 
 def _format(fmt: str, as_json: bool) -> str:
@@ -211,13 +197,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Manifest files to
             typer.echo(f"ok: {path}")
     if failed:
         typer.echo(f"{failed} of {len(files)} manifests invalid.", err=True)
-        raise typer.Exit(EXIT_ERROR)
-
-
-def _plan_exit(summaries: list[dict[str, Any]]) -> int:
-    if not all(s["converges"] for s in summaries):
-        return EXIT_CANNOT_CONVERGE
-    return EXIT_CHANGES if any(s["has_changes"] for s in summaries) else EXIT_OK
+        raise typer.Exit(ExitCode.ERROR)
 
 
 def _state_files(state: Path | None, extra: list[Path]) -> list[Path]:
@@ -259,26 +239,20 @@ def plan(
         fmt = _format(fmt, as_json)
         snapshots = _state_files(state, more_states or [])
         manifest = load_manifest(manifest_file)
-        guards = guards_for(manifest, max_delete, allow_empty)
         if snapshots:
             if out is not None:
                 raise UsageError("--out saves a plan for one live store; it cannot be combined with --state")
-            docs = []
-            for path in snapshots:
-                snap = read_document(path, "snapshot")
-                docs.append(render.plan_doc(make_plan(manifest, scan_from_snapshot(snap), guards), host=snap["host"]))
-            doc = render.fleet_doc(docs)
-            summaries = [d["summary"] for d in docs]
+            result: Plan | FleetPlan = plan_fleet(manifest, snapshots, guards_for(manifest, max_delete, allow_empty))
         else:
-            with _scanned(manifest, store, backend, license_file) as scan:
-                doc = render.plan_doc(make_plan(manifest, scan, guards))
-            summaries = [doc["summary"]]
+            with open_session(manifest, store, backend, license_file) as session:
+                _report_pending(session)
+                result = live = session.plan(max_delete, allow_empty)
             if out is not None:
-                write_document(out, saved_plan(doc))
-        typer.echo(render.render_plan(doc, fmt, _colour()), nl=fmt != "markdown")
+                save_plan(out, live)
+        typer.echo(render.render_plan(result, fmt, _colour()), nl=fmt != "markdown")
         if out is not None:
             typer.echo(f"Saved plan to {out}. Apply exactly this plan with: ocr-reconcile apply {out}", err=True)
-    raise typer.Exit(_plan_exit(summaries))
+    raise typer.Exit(result.detailed_exit_code)
 
 
 @app.command()
@@ -292,62 +266,32 @@ def apply(
     allow_empty: AllowEmptyOpt = False,
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
-    """Re-plan (or load a saved plan), show it, confirm, then move unmanaged files to a backup run.
+    """Re-plan (or verify a saved plan), show it, confirm, then move unmanaged files to a backup run.
 
     Holds the store lock throughout, and first finishes any run a crash interrupted."""
     with _errors():
+        saved = None
         if source.suffix == ".json":
             if store or backend or max_delete is not None or allow_empty:
                 raise UsageError(
                     "a saved plan is applied exactly as saved: --store, --backend, --max-delete and --allow-empty go with plan"
                 )
-            saved = read_document(source, "saved-plan")
-            manifest = _manifest_of(saved)
-            store, backend = Path(saved["store"]["path"]), saved["store"]["backend"]
-            guards = Guards(saved["guards"]["max_delete"], saved["guards"]["max_delete_bytes"], saved["guards"]["allow_empty"])
+            saved = load_plan(source)
+            manifest = manifest_of(saved)
+            store, backend = Path(saved.plan.scan.root), saved.plan.scan.backend
         else:
-            saved = None
             manifest = load_manifest(source)
-            guards = guards_for(manifest, max_delete, allow_empty)
-        with _scanned(manifest, store, backend, license_file, lock_timeout=lock_timeout) as scan:
-            result = make_plan(manifest, scan, guards)
-            if saved is not None:
-                _check_fresh(saved, scan, result)
-            backup_root = _backup_root(manifest, scan.root, None)
-            typer.echo(render.plan_text(render.plan_doc(result), _colour()))
-            refuse_unapplicable(result, backup_root)
+        with open_session(manifest, store, backend, license_file, lock_timeout=lock_timeout) as session, session.lock() as held:
+            _say_recovery(held)
+            result = session.verify(saved) if saved is not None else session.plan(max_delete, allow_empty)
+            typer.echo(render.plan_text(result, _colour()))
+            backup_root = session.check_applicable(result)
             if not result.has_changes:
-                raise typer.Exit(EXIT_OK)
+                raise typer.Exit(ExitCode.OK)
             _confirm(f"Move {len(result.to_delete)} files ({render.format_size(result.bytes_freed)}) to {backup_root}?", yes)
-            outcome = apply_plan(result, backup_root, manifest.backup_keep)
+            outcome = session.apply(result, held)
         typer.echo(render.apply_text(outcome, f" -m {manifest.source}" + (f" --store {store}" if store else "")))
-    raise typer.Exit(EXIT_CHANGES if outcome.skipped else EXIT_OK)
-
-
-def _manifest_of(saved: dict[str, Any]) -> Manifest:
-    """The manifest a saved plan was made from, refusing (stale) if it is gone or was edited."""
-    path = Path(saved["manifest"]["path"])
-    try:
-        manifest = load_manifest(path)
-    except ManifestError:
-        raise StalePlanError([f"manifest {path} is missing or no longer valid"]) from None
-    if manifest.sha256 != saved["manifest"]["sha256"]:
-        raise StalePlanError([f"manifest edited: {path} (sha256 {saved['manifest']['sha256'][:12]}… -> {manifest.sha256[:12]}…)"])
-    return manifest
-
-
-def _check_fresh(saved: dict[str, Any], scan: StoreScan, fresh: Plan) -> None:
-    """Refuse a saved plan when the store changed, or when re-planning would not give the same plan."""
-    differences = fingerprint_differences(saved, scan)
-    if saved["store"]["backend"] != scan.backend:
-        differences.append(f"backend changed: {saved['store']['backend']} -> {scan.backend}")
-    if not differences:
-        was = [(c["name"], c["actions"]) for c in saved["changes"]]
-        now = [(c.name, [c.action.value]) for c in fresh.changes]
-        if was != now:
-            differences.append("re-planning gives a different plan (another ocr-reconcile version?); make the plan again")
-    if differences:
-        raise StalePlanError(differences)
+    raise typer.Exit(ExitCode.CHANGES if outcome.skipped else ExitCode.OK)
 
 
 @app.command()
@@ -359,25 +303,18 @@ def show(
     """Render a saved plan without applying it; warn (exit 0 all the same) when it is stale."""
     with _errors():
         fmt = _format(fmt, as_json)
-        saved = read_document(plan_file, "saved-plan")
-        typer.echo(render.render_plan(saved, fmt, _colour()), nl=fmt != "markdown")
-        for line in _staleness(saved):
-            typer.echo(f"warning: {line}", err=True)
-
-
-def _staleness(saved: dict[str, Any]) -> list[str]:
-    """Why a saved plan would be refused now (read with the directory backend: no engine needed)."""
-    try:
-        manifest = _manifest_of(saved)
-        with open_store("directory", Path(saved["store"]["path"])) as opened:
-            scan = scan_store(opened, {m.name for m in manifest.models if m.sha256})
-        _report_pending(scan.root)
-        _check_fresh({**saved, "store": {**saved["store"], "backend": "directory"}}, scan, make_plan(manifest, scan))
-    except StalePlanError as exc:
-        return ["this plan is stale; apply would refuse it:", *exc.differences]
-    except ReconcilerError as exc:
-        return [f"cannot check whether this plan is stale: {exc}"]
-    return []
+        saved = load_plan(plan_file)
+        shown = render.dumps(with_checksum(saved.to_doc())) if fmt == "json" else render.render_plan(saved.plan, fmt, _colour())
+        typer.echo(shown, nl=fmt != "markdown")
+        try:  # read with the directory backend: no engine needed to tell staleness
+            with open_session(manifest_of(saved), saved.plan.scan.root, "directory") as session:
+                _report_pending(session)
+                session.verify(saved, same_backend=False)
+        except StalePlanError as exc:
+            for line in ["this plan is stale; apply would refuse it:", *exc.differences]:
+                typer.echo(f"warning: {line}", err=True)
+        except ReconcilerError as exc:
+            typer.echo(f"warning: cannot check whether this plan is stale: {exc}", err=True)
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -398,17 +335,20 @@ def check(
 ) -> None:
     """Read-only drift check for monitoring: exit 0 converged, 2 drift (to move or missing), 1 error."""
     with _errors():
-        manifest = load_manifest(manifest_file)
-        with _scanned(manifest, store, backend, license_file) as scan:
-            result = make_plan(manifest, scan)
-        missing = [c.name for c in result.of(Action.MISSING)]
+        with open_session(manifest_file, store, backend, license_file) as session:
+            _report_pending(session)
+            result = session.plan()
+        root, source = result.scan.root, result.manifest.source
         if result.converges and not result.has_changes:
-            typer.echo(f"OK: {scan.root} matches {manifest.source} ({len(scan.files)} files)")
-            raise typer.Exit(EXIT_OK)
+            typer.echo(f"OK: {root} matches {source} ({len(result.scan.files)} files)")
+            raise typer.Exit(ExitCode.OK)
         parts = [f"{len(result.to_delete)} to move to backup ({render.format_size(result.bytes_freed)})"]
-        parts += [f"{len(missing)} missing ({', '.join(missing[:5])}{', …' if len(missing) > 5 else ''})"] if missing else []
-        typer.echo(f"DRIFT: {scan.root} differs from {manifest.source}: {'; '.join(parts)}")
-    raise typer.Exit(EXIT_CHANGES)
+        for action in (Action.MISSING, Action.MISMATCH):
+            names = [c.name for c in result.of(action)]
+            if names:
+                parts.append(f"{len(names)} {action.props.label} ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
+        typer.echo(f"DRIFT: {root} differs from {source}: {'; '.join(parts)}")
+    raise typer.Exit(ExitCode.CHANGES)
 
 
 @app.command()
@@ -423,15 +363,14 @@ def snapshot(
 ) -> None:
     """Record the store's inventory for fleet plans (plan --state). Changes nothing."""
     with _errors():
-        loaded = load_manifest(manifest) if manifest else None
-        with _scanned(loaded, store, backend, license_file, hash_all=hash_files) as scan:
-            pass
-        body = snapshot_doc(scan, host, hash_files)
+        with open_session(manifest, store, backend, license_file) as session:
+            _report_pending(session)
+            snap = session.snapshot(hash_files, host)
         if out is None:
-            typer.echo(render.dumps({**body, "checksum": checksum(body)}))
+            typer.echo(render.dumps(with_checksum(snapshot_doc(snap))))
         else:
-            write_document(out, body)
-            typer.echo(f"Snapshot of {scan.root} ({len(scan.files)} files) written to {out}.", err=True)
+            write_document(out, snapshot_doc(snap))
+            typer.echo(f"Snapshot of {snap.scan.root} ({len(snap.scan.files)} files) written to {out}.", err=True)
 
 
 @app.command("list")
@@ -446,17 +385,10 @@ def list_(
     """Show what the store holds: name, size, declared/whitelisted/unmanaged, engine visibility."""
     with _errors():
         fmt = _format(fmt, as_json)
-        manifest = load_manifest(manifest_file) if manifest_file else None
-        with _scanned(manifest, store, backend, license_file) as scan:
-            pass
-        typer.echo(render.render_list(render.list_doc(scan, manifest), fmt), nl=fmt != "markdown")
-
-
-def _settings(manifest_file: Path | None, store: Path | None, backup_dir: Path | None) -> tuple[str, Path]:
-    """Store root and backup root for commands that need no engine (backups, restore)."""
-    manifest = load_manifest(manifest_file) if manifest_file else None
-    store_root = str((store or (manifest.store_path if manifest else None) or Path(engine_default_path())).absolute())
-    return store_root, _backup_root(manifest, store_root, backup_dir)
+        with open_session(manifest_file, store, backend, license_file) as session:
+            _report_pending(session)
+            scan = session.scan()
+        typer.echo(render.render_list(scan, session.manifest, fmt), nl=fmt != "markdown")
 
 
 @app.command()
@@ -467,12 +399,10 @@ def backups(
     as_json: JsonOpt = False,
 ) -> None:
     """List backup runs, newest first, with their sizes."""
-    with _errors():
-        store_root, backup_root = _settings(manifest, store, backup_dir)
-        if os.path.isdir(store_root):
-            _report_pending(resolve_root(store_root)[0])
-        runs = list_runs(backup_root)
-        typer.echo(render.dumps(render.runs_json(runs)) if as_json else render.runs_text(runs, str(backup_root)))
+    with _errors(), open_session(manifest, store, backup_dir=backup_dir) as session:
+        _report_pending(session)
+        runs = session.backups()
+        typer.echo(render.dumps(render.runs_json(runs)) if as_json else render.runs_text(runs, str(session.backup_root())))
 
 
 @app.command()
@@ -483,18 +413,20 @@ def restore(
     store: StoreOpt = None,
     backup_dir: BackupDirOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Move a different file in the way to a new backup run, then restore.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be restored; change nothing.")] = False,
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
     """Put backed-up files back into the store; never overwrites a different file unless --force."""
-    with _errors():
-        _, backup_root = _settings(manifest, store, backup_dir)
-        target = find_run(backup_root, run_id).store if store is None else str(store)  # the run's store, unless --store
-        root, _ = resolve_root(target)
-        with store_lock(root, lock_timeout, command="restore"):
-            _recover(root)
-            run = find_run(backup_root, run_id)
-            result = restore_run(run, names or [], force, store_root=root)
-        typer.echo(render.restore_text(run.run_id, result))
+    with _errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
+        if dry_run:
+            typer.echo(render.restore_plan_text(session.plan_restore(run_id, names or [], force)))
+            return
+        target = session.restore_target(session.find_run(run_id))
+        with session.lock("restore", target) as held:
+            _say_recovery(held)
+            planned = session.plan_restore(run_id, names or [], force)
+            result = session.restore(planned, held)
+        typer.echo(render.restore_text(planned.run.run_id, result))
 
 
 @app.command("recover")
@@ -504,12 +436,9 @@ def recover_(
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
     """Finish a run that a crash interrupted (apply and restore do this first by themselves)."""
-    with _errors():
-        store_root, _ = _settings(manifest, store, None)
-        root, _ = resolve_root(store_root)
-        with store_lock(root, lock_timeout, command="recover"):
-            result = recover(root)
-        typer.echo(render.recovery_text(result) if result else f"Nothing to recover on {root}.")
+    with _errors(), open_session(manifest, store, lock_timeout=lock_timeout) as session:
+        result = session.recover()
+        typer.echo(render.recovery_text(result) if result else f"Nothing to recover on {session.store_root()}.")
 
 
 def main() -> None:

@@ -1,17 +1,38 @@
-"""One error hierarchy for the whole tool.
+"""One error hierarchy for the whole tool, and the one table of exit codes.
 
-The core raises these and never prints; only ``cli.py`` turns them into a one-line message and the
-exit code carried by the class. Do not raise bare ``Exception`` subclasses from the core: the CLI
-treats anything outside this hierarchy as an internal error.
+The core raises these and never prints. Each class carries structured data (the names, paths and
+numbers a front end needs), a stable machine-readable ``reason`` (what the Ansible module returns)
+and the :class:`ExitCode` the CLI exits with. Messages describe the problem only: they never name
+a command-line flag or a module option; front ends add their own hint (``cli.py``). Do not raise
+exceptions outside this hierarchy from the core: front ends treat them as internal errors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    """Every exit code of ``ocr-reconcile``, pinned in tests. Usage errors exit 1, so 2 only ever
+    means "changes pending"."""
+
+    OK = 0
+    ERROR = 1
+    CHANGES = 2  # changes pending (plan, check) or left pending (apply skipped files)
+    CANNOT_CONVERGE = 3  # declared models missing or differing from their pin
+    GUARD = 4  # a deletion guard refused the plan
+    STALE_PLAN = 5  # the store or manifest changed since the saved plan was made
+    LOCKED = 6  # another run holds the store lock
+    INTERRUPTED = 130  # Ctrl-C
+
 
 class ReconcilerError(Exception):
-    """Root of every expected failure. ``exit_code`` is what the CLI exits with."""
+    """Root of every expected failure."""
 
-    exit_code = 1
+    exit_code: ClassVar[ExitCode] = ExitCode.ERROR
+    reason: ClassVar[str] = "error"
 
 
 class ManifestError(ReconcilerError):
@@ -21,66 +42,148 @@ class ManifestError(ReconcilerError):
     ``str()`` joins them with newlines so each stays on its own line.
     """
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
+    reason = "bad_manifest"
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
         super().__init__("\n".join(self.problems))
 
 
 class StoreError(ReconcilerError):
-    """The model store (folder or engine) cannot be read as asked: missing folder, bad path."""
+    """The model store (folder or engine) cannot be read as asked."""
+
+    reason = "store"
+
+
+class StoreNotFound(StoreError):
+    """The store folder does not exist. ``for_restore`` says a restore target was meant."""
+
+    reason = "store_not_found"
+
+    def __init__(self, path: str, for_restore: bool = False) -> None:
+        self.path = path
+        self.for_restore = for_restore
+        super().__init__(f"store folder {path} does not exist")
 
 
 class EngineError(StoreError):
     """The Aspose engine could not be imported, configured or queried."""
 
+    reason = "engine"
+
 
 class ConfigError(ReconcilerError):
     """Settings that are individually valid but unsafe together (e.g. a backup dir inside the store)."""
 
+    reason = "config"
+
 
 class CannotConvergeError(ReconcilerError):
-    """Declared models are absent (or differ from their pin): applying cannot reach the manifest."""
+    """Declared models are absent or differ from their pin: applying cannot reach the manifest."""
 
-    exit_code = 3
+    exit_code = ExitCode.CANNOT_CONVERGE
+    reason = "cannot_converge"
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        super().__init__(f"declared models are missing or differ from their pin: {', '.join(self.names)}; nothing was moved")
 
 
 class GuardError(ReconcilerError):
-    """A plan breaks a deletion guard (max_delete, max_delete_bytes, empty manifest, whole store)."""
+    """A plan breaks deletion guards. ``violations`` are ``plan.Violation`` values."""
 
-    exit_code = 4
+    exit_code = ExitCode.GUARD
+    reason = "guard"
+
+    def __init__(self, violations: Sequence[object]) -> None:
+        self.violations = tuple(violations)
+        super().__init__("; ".join(str(v) for v in self.violations) + "; nothing was moved")
 
 
 class PlanFileError(ReconcilerError):
     """A saved plan or snapshot file is unreadable, corrupt, hand-edited or of an unknown version."""
 
+    reason = "bad_plan_file"
+
 
 class StalePlanError(ReconcilerError):
     """The store or the manifest changed since a saved plan was made; ``differences`` names each."""
 
-    exit_code = 5
+    exit_code = ExitCode.STALE_PLAN
+    reason = "stale_plan"
 
-    def __init__(self, differences: list[str]) -> None:
-        self.differences = list(differences)
+    def __init__(self, differences: Sequence[str]) -> None:
+        self.differences = tuple(differences)
         super().__init__("\n".join(["saved plan is stale; nothing was changed:", *self.differences]))
 
 
 class UsageError(ReconcilerError):
-    """Options that do not go together, or an argument that cannot be used."""
+    """Arguments that do not go together, or an argument that cannot be used."""
+
+    reason = "usage"
 
 
 class LockedError(ReconcilerError):
-    """Another apply/restore/recover holds the store's lock."""
+    """Another apply/restore/recover holds the store's lock. ``holder`` is what the lock file says
+    (``pid``, ``command``, ``since``; empty when unreadable), ``waited`` the seconds waited."""
 
-    exit_code = 6
+    exit_code = ExitCode.LOCKED
+    reason = "locked"
+
+    def __init__(self, store: str, holder: dict[str, object], waited: float) -> None:
+        self.store, self.holder, self.waited = store, dict(holder), waited
+        who = "another process"
+        if "pid" in holder:
+            who = f"PID {holder['pid']} ({holder.get('command', '?')}) since {holder.get('since', '?')}"
+        super().__init__(f"store {store} locked by {who}" + (f" (waited {waited:g} s)" if waited else ""))
 
 
 class ConfirmationRefused(ReconcilerError):
-    """The user said no, or there is no terminal to ask and ``--yes`` was not given."""
+    """The user said no, or there is no one to ask."""
+
+    reason = "not_confirmed"
 
 
 class ApplyError(ReconcilerError):
     """A move to or from the backup failed part-way; the message says which files moved."""
 
+    reason = "apply_failed"
+
+
+class PendingRunError(ApplyError):
+    """An interrupted run's journal is still there: it must be recovered before a new run starts."""
+
+    reason = "interrupted_run"
+
+    def __init__(self, journal: str) -> None:
+        self.journal = journal
+        super().__init__(f"an interrupted run's journal {journal} exists; nothing was moved")
+
 
 class BackupError(ReconcilerError):
     """A backup run is unknown, unreadable, or cannot be restored as asked."""
+
+    reason = "backup"
+
+
+class UnknownRunError(BackupError):
+    """No backup run has this id (or prefix), or the prefix names several."""
+
+    reason = "unknown_run"
+
+    def __init__(self, run_id: str, backup_root: str, candidates: Sequence[str] = ()) -> None:
+        self.run_id, self.backup_root, self.candidates = run_id, backup_root, tuple(candidates)
+        if self.candidates:
+            super().__init__(f"backup run id {run_id!r} is ambiguous: {', '.join(self.candidates)}")
+        else:
+            super().__init__(f"no backup run {run_id!r} in {backup_root}")
+
+
+class RestoreConflictError(BackupError):
+    """Different files sit where a restore would put its files back."""
+
+    reason = "restore_conflict"
+
+    def __init__(self, conflicts: Sequence[str]) -> None:
+        self.conflicts = tuple(conflicts)
+        super().__init__(f"a different file is in the store at {', '.join(self.conflicts)}; nothing was restored")

@@ -1,11 +1,14 @@
-"""The store lock and the write-ahead journal of a mutating run. Both live beside the store.
+"""The store lock and the write-ahead journal of a mutating run. Both live beside the store
+(``layout.py`` names them).
 
-- ``<store>.ocr-reconcile.lock``: held with ``fcntl.flock`` by the one apply/restore/recover running
-  on a store. The kernel drops it when the process dies, so no stale lock survives a crash; the
-  file's content (PID, start time) only serves the "locked by" message.
-- ``<store>.ocr-reconcile-journal``: JSON lines. The first line lists every intended move; one line
-  is appended (and fsynced) after each move completes. It exists only while a run is unfinished:
-  finding one means a run was interrupted, and ``apply.recover`` finishes it.
+- The lock is held with ``fcntl.flock`` by the one apply/restore/recover running on a store. The
+  kernel drops it when the process dies, so no stale lock survives a crash; the file's content (PID,
+  start time) only serves the "locked by" message. :func:`store_lock` yields a :class:`StoreLock`,
+  which every mutating function takes as an argument: holding one is the proof that the lock is held.
+- The journal is JSON lines. The first line lists every intended move; one line is appended (and
+  fsynced) after each move completes. It exists only while a run is unfinished: finding one means a
+  run was interrupted, and ``transfer.recover`` finishes it. This module stores lines; it does not
+  know what a move is.
 """
 
 from __future__ import annotations
@@ -16,22 +19,15 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import faults
-from .errors import LockedError
+from .errors import LockedError, ReconcilerError
+from .layout import lock_path
 
-LOCK_SUFFIX = ".ocr-reconcile.lock"
-JOURNAL_SUFFIX = ".ocr-reconcile-journal"
-
-
-def lock_path(store_root: str) -> Path:
-    return Path(store_root.rstrip("/") + LOCK_SUFFIX)
-
-
-def journal_path(store_root: str) -> Path:
-    return Path(store_root.rstrip("/") + JOURNAL_SUFFIX)
+POLL_SECONDS = 0.05
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -42,14 +38,29 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+@dataclass
+class StoreLock:
+    """A held store lock. Only :func:`store_lock` makes one; it is released when that block ends."""
+
+    root: str
+    path: Path
+    held: bool = True
+
+    def check(self, root: str) -> None:
+        """Raise unless this lock is held, and held for ``root``. Mutating functions call this first."""
+        if not self.held or self.root != root:
+            raise ReconcilerError(f"internal error: the store lock for {root} is not held (held: {self.root if self.held else 'none'})")
+
+
 @contextmanager
-def store_lock(store_root: str, timeout: float = 0.0, command: str = "apply") -> Iterator[None]:
+def store_lock(store_root: str, timeout: float = 0.0, command: str = "apply") -> Iterator[StoreLock]:
     """Hold the store's lock for the block; wait up to ``timeout`` seconds, else raise LockedError."""
     path = lock_path(store_root)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise LockedError(f"cannot create lock file {path}: {exc.strerror or exc}") from None
+        raise ReconcilerError(f"cannot create lock file {path}: {exc.strerror or exc}") from None
+    lock = StoreLock(store_root, path)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -58,32 +69,29 @@ def store_lock(store_root: str, timeout: float = 0.0, command: str = "apply") ->
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockedError(_holder_message(store_root, path, timeout)) from None
-                time.sleep(0.05)
+                    raise LockedError(store_root, _holder(path), timeout) from None
+                time.sleep(POLL_SECONDS)
         os.ftruncate(fd, 0)
-        os.pwrite(
-            fd,
-            json.dumps({"pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command}).encode(),
-            0,
-        )
+        holder = {"pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command}
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
         faults.pause_after_lock()
-        yield
+        yield lock
     finally:
+        lock.held = False
         os.close(fd)  # releases the flock
 
 
-def _holder_message(store_root: str, path: Path, timeout: float) -> str:
+def _holder(path: Path) -> dict[str, object]:
     try:
         holder = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
-        holder = {}
-    who = f"PID {holder['pid']} ({holder.get('command', '?')}) since {holder.get('since', '?')}" if "pid" in holder else "another process"
-    waited = f" (waited {timeout:g} s)" if timeout else ""
-    return f"store {store_root} locked by {who}{waited}; retry, or pass --lock-timeout SECONDS to wait"
+        return {}
+    return holder if isinstance(holder, dict) else {}
 
 
 class Journal:
-    """Append-only, fsynced record of one run. Use :meth:`begin`, :meth:`record`, :meth:`remove`."""
+    """Append-only, fsynced record of one run. Use :meth:`begin` or :meth:`reopen`, :meth:`record`,
+    :meth:`remove`."""
 
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
@@ -91,21 +99,19 @@ class Journal:
 
     @classmethod
     def begin(cls, path: Path, header: dict[str, Any]) -> Journal:
-        """Create the journal with its header line; refuse if one exists (an unfinished run)."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        """Create the journal with its header line; FileExistsError if one exists (an unfinished run)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
         journal = cls(path, fd)
-        journal._append({"type": "begin", **header})
+        journal.record({"type": "begin", **header})
         fsync_dir(path.parent)
         return journal
 
     @classmethod
     def reopen(cls, path: Path) -> Journal:
-        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND))
+        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
 
     def record(self, entry: dict[str, Any]) -> None:
-        self._append(entry)
-
-    def _append(self, entry: dict[str, Any]) -> None:
+        """Append one line and fsync it: once this returns, the line survives a crash."""
         os.write(self._fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
         os.fsync(self._fd)
 
@@ -116,8 +122,12 @@ class Journal:
         fsync_dir(self.path.parent)
 
 
+TORN: dict[str, Any] = {"type": "begin", "op": "torn", "moves": []}
+
+
 def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """``(header, records)`` of an unfinished run, or None. A torn last line (crash mid-write) is dropped."""
+    """``(header, records)`` of an unfinished run, or None. A torn last line (crash mid-write) is
+    dropped; a journal whose header itself is torn reads as :data:`TORN` (nothing had moved)."""
     try:
         lines = path.read_bytes().split(b"\n")
     except FileNotFoundError:
@@ -130,6 +140,6 @@ def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | No
             entries.append(json.loads(line))
         except ValueError:
             break  # only the last line can be torn: appends are fsynced one by one
-    if not entries or entries[0].get("type") != "begin":
-        return {"type": "begin", "op": "torn", "moves": []}, []  # crashed while writing the header
-    return entries[0], entries[1:]
+    if not entries or not isinstance(entries[0], dict) or entries[0].get("type") != "begin":
+        return dict(TORN), []
+    return entries[0], [e for e in entries[1:] if isinstance(e, dict)]

@@ -50,6 +50,21 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ManifestRef:
+    """What a plan records of its manifest: enough to name it, find it and tell if it was edited.
+
+    ``models`` is how many models it declares (the empty-manifest guard needs it). Not a manifest:
+    nothing can be planned from it.
+    """
+
+    name: str
+    source: str
+    path: str
+    sha256: str
+    models: int
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A validated manifest. Paths are already resolved against the manifest's folder.
 
@@ -69,6 +84,15 @@ class Manifest:
     backup_keep: int | None
     max_delete: int | None = None
     max_delete_bytes: int | None = None
+
+    @property
+    def ref(self) -> ManifestRef:
+        return ManifestRef(self.name, self.source, os.path.abspath(self.source), self.sha256, len(self.models))
+
+    @property
+    def pinned(self) -> frozenset[str]:
+        """Names of the models with a sha256 pin: the files a scan must hash."""
+        return frozenset(m.name for m in self.models if m.sha256)
 
     @cached_property
     def declared(self) -> dict[str, ModelSpec]:

@@ -1,34 +1,75 @@
 """Decide: diff a manifest against a store scan. Pure: no I/O, no clock, no engine.
 
-The result, :class:`Plan`, is a frozen value: rendering shows it, ``apply.py`` consumes it and
+The result, :class:`Plan`, is a frozen value: renderers show it, ``apply.py`` consumes it and
 decides nothing new. ``Change.reason`` explains a decision to humans and must never steer apply;
-apply branches on ``Change.action`` alone.
+apply branches on ``Change.action`` alone. Everything a renderer or a summary needs to know about
+an action (its symbol, colour, whether it is a change, whether it blocks convergence) is a property
+of :class:`Action`, so adding an action is one edit here plus the schema's enum.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
-from .manifest import Manifest, fold
+from .errors import ExitCode
+from .manifest import Manifest, ManifestRef, fold
 from .scan import FileFacts, StoreScan
 
 
-class Action(str, Enum):
-    """What happens to one name. Closed set: apply handles exactly these."""
+class _Props(NamedTuple):
+    symbol: str
+    colour: str  # ANSI SGR parameters
+    label: str  # how a summary counts it: "3 kept"
+    is_change: bool  # apply acts on it
+    blocks: bool  # the store cannot reach the manifest while one exists
+    always_counted: bool  # summaries show its count even when 0
 
-    KEEP = "keep"  # declared and present, or whitelisted: never touched
+
+class Action(str, Enum):
+    """What happens to one name. Closed set: apply handles exactly these. Declaration order is the
+    order summaries list them in."""
+
     DELETE = "delete"  # undeclared, unwhitelisted, prune on: moved to the backup
+    KEEP = "keep"  # declared and present, or whitelisted: never touched
+    MISSING = "missing"  # declared but absent: cannot converge
+    MISMATCH = "mismatch"  # declared, present, but its sha256 differs from the pin: never moved, cannot converge
     IGNORE = "ignore"  # unmanaged but left in place (prune off, outside the store, not a file)
-    MISSING = "missing"  # declared but absent or differing from its pin: cannot converge
+
+    @property
+    def props(self) -> _Props:
+        return _PROPS[self]
 
     @property
     def symbol(self) -> str:
-        return _SYMBOLS[self]
+        return self.props.symbol
+
+    @property
+    def is_change(self) -> bool:
+        """Apply acts on it (moves it)."""
+        return self.props.is_change
+
+    @property
+    def blocks(self) -> bool:
+        """Its presence in a plan means the store cannot converge on the manifest."""
+        return self.props.blocks
+
+    @property
+    def is_drift(self) -> bool:
+        """The store differs from the manifest here: a change, or something blocking convergence."""
+        return self.is_change or self.blocks
 
 
-_SYMBOLS = {Action.KEEP: "=", Action.DELETE: "-", Action.IGNORE: "~", Action.MISSING: "!"}
+_PROPS = {
+    Action.DELETE: _Props("-", "31", "to move to backup", is_change=True, blocks=False, always_counted=True),
+    Action.KEEP: _Props("=", "32", "kept", is_change=False, blocks=False, always_counted=True),
+    Action.MISSING: _Props("!", "33;1", "missing", is_change=False, blocks=True, always_counted=True),
+    Action.MISMATCH: _Props("*", "35;1", "differ from their pin", is_change=False, blocks=True, always_counted=False),
+    Action.IGNORE: _Props("~", "2", "left in place unmanaged", is_change=False, blocks=False, always_counted=False),
+}
 
 
 @dataclass(frozen=True)
@@ -47,25 +88,93 @@ class Change:
 
 @dataclass(frozen=True)
 class Guards:
-    """Limits on one apply. None means no limit. ``allow_empty`` lifts the truncated-manifest guard."""
+    """Limits on one apply. None means no limit. ``allow_empty`` lifts the truncated-manifest and
+    whole-store guards."""
 
     max_delete: int | None = None
     max_delete_bytes: int | None = None
     allow_empty: bool = False
 
 
+class Guard(str, Enum):
+    """Which guard a :class:`Violation` breaks (stable names, for machines and front-end hints)."""
+
+    MAX_DELETE = "max_delete"
+    MAX_DELETE_BYTES = "max_delete_bytes"
+    EMPTY_MANIFEST = "empty_manifest"
+    WHOLE_STORE = "whole_store"
+
+    @property
+    def lifted_by_allow_empty(self) -> bool:
+        return self in (Guard.EMPTY_MANIFEST, Guard.WHOLE_STORE)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken guard. ``message`` says what would happen; it names no flag (front ends add how to
+    lift it, from ``guard``)."""
+
+    guard: Guard
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def violations_of(guards: Guards, moving: int, moving_bytes: int, total: int, declared: int) -> tuple[Violation, ...]:
+    """The guards a plan moving ``moving`` of ``total`` files breaks. Empty when nothing moves."""
+    if not moving:
+        return ()
+    out = []
+    if guards.max_delete is not None and moving > guards.max_delete:
+        out.append(Violation(Guard.MAX_DELETE, f"{moving} files would move, over max_delete {guards.max_delete}"))
+    if guards.max_delete_bytes is not None and moving_bytes > guards.max_delete_bytes:
+        out.append(Violation(Guard.MAX_DELETE_BYTES, f"{moving_bytes} bytes would move, over max_delete_bytes {guards.max_delete_bytes}"))
+    if not guards.allow_empty:
+        if not declared:
+            out.append(Violation(Guard.EMPTY_MANIFEST, "the manifest declares no models (truncated?)"))
+        elif moving == total:
+            out.append(Violation(Guard.WHOLE_STORE, f"every file in the store ({total}) would move"))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts per action and bytes to move: what every summary line and exit code is made from."""
+
+    counts: tuple[tuple[Action, int], ...]
+    bytes_freed: int
+
+    def count(self, action: Action) -> int:
+        return dict(self.counts)[action]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(n for a, n in self.counts if a.is_change)
+
+    @property
+    def converges(self) -> bool:
+        return not any(n for a, n in self.counts if a.blocks)
+
+    @property
+    def drift(self) -> int:
+        return sum(n for a, n in self.counts if a.is_drift)
+
+
 @dataclass(frozen=True)
 class Plan:
-    """Every decision for one manifest against one scan, sorted by name.
+    """Every decision for one manifest against one scan, sorted by name, with the guards it breaks.
 
     ``scan`` is kept so a plan can be rendered and checked against the store later; do not use it
-    to make new decisions at apply time.
+    to make new decisions at apply time. A plan read back from a saved file (``planfile``) is a
+    Plan too: render it, compare it, but apply only a fresh one.
     """
 
-    manifest: Manifest
+    manifest: ManifestRef
     scan: StoreScan
     changes: tuple[Change, ...]
     guards: Guards = Guards()
+    violations: tuple[Violation, ...] = ()
 
     def of(self, action: Action) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action is action)
@@ -75,38 +184,51 @@ class Plan:
         return self.of(Action.DELETE)
 
     @property
+    def blocking(self) -> tuple[Change, ...]:
+        """Changes that stop the store converging (missing models, pin mismatches)."""
+        return tuple(c for c in self.changes if c.action.blocks)
+
+    @property
+    def summary(self) -> Summary:
+        return Summary(tuple((a, len(self.of(a))) for a in Action), sum(c.size for c in self.to_delete))
+
+    @property
     def bytes_freed(self) -> int:
         """Bytes the store loses when the plan is applied (a symlink frees only its own size)."""
         return sum(c.size for c in self.to_delete)
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.to_delete)
-
-    @property
-    def violations(self) -> tuple[str, ...]:
-        """Guards this plan breaks; apply refuses a plan with any. Empty when nothing moves."""
-        moving, total = len(self.to_delete), len(self.scan.files)
-        if not moving:
-            return ()
-        out = []
-        limit = self.guards.max_delete
-        if limit is not None and moving > limit:
-            out.append(f"{moving} files would move, over max_delete {limit}")
-        cap = self.guards.max_delete_bytes
-        if cap is not None and self.bytes_freed > cap:
-            out.append(f"{self.bytes_freed} bytes would move, over max_delete_bytes {cap}")
-        if not self.guards.allow_empty:
-            if not self.manifest.models:
-                out.append("the manifest declares no models (truncated?); pass --allow-empty if that is meant")
-            elif moving == total:
-                out.append(f"every file in the store ({total}) would move; pass --allow-empty if that is meant")
-        return tuple(out)
+        return any(c.action.is_change for c in self.changes)
 
     @property
     def converges(self) -> bool:
-        """False when declared models are missing: applying cannot reach the manifest."""
-        return not self.of(Action.MISSING)
+        """False when declared models are missing or differ from their pin."""
+        return not self.blocking
+
+    @property
+    def detailed_exit_code(self) -> ExitCode:
+        """3 cannot converge, 2 changes pending, 0 nothing to do (Terraform's -detailed-exitcode)."""
+        return detailed_exit_code([self])
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    """One plan per host, from snapshots: what a fleet-wide pull request shows."""
+
+    hosts: tuple[Plan, ...] = field(default=())
+
+    @property
+    def detailed_exit_code(self) -> ExitCode:
+        return detailed_exit_code(self.hosts)
+
+
+def detailed_exit_code(plans: Iterable[Plan]) -> ExitCode:
+    """The worst of: cannot converge (3), changes pending (2), nothing to do (0)."""
+    plans = list(plans)
+    if not all(p.converges for p in plans):
+        return ExitCode.CANNOT_CONVERGE
+    return ExitCode.CHANGES if any(p.has_changes for p in plans) else ExitCode.OK
 
 
 def glob_match(pattern: str, name: str) -> bool:
@@ -137,8 +259,8 @@ def classify(manifest: Manifest, facts: FileFacts) -> tuple[Action, str]:
     spec = manifest.declared.get(facts.name)
     if spec is not None:
         if spec.sha256 is not None and facts.sha256 != spec.sha256:
-            got = facts.sha256[:12] + "…" if facts.sha256 else "unknown (unreadable, or a snapshot taken without --hash)"
-            return Action.MISSING, f"declared, but sha256 {got} differs from the pin {spec.sha256[:12]}…"
+            got = facts.sha256[:12] + "…" if facts.sha256 else "unknown (unreadable, or a snapshot taken without hashes)"
+            return Action.MISMATCH, f"declared, but sha256 {got} differs from the pin {spec.sha256[:12]}…"
         return Action.KEEP, "declared"
     pattern = whitelisted_by(manifest, facts.name)
     if pattern is not None:
@@ -156,7 +278,7 @@ def classify(manifest: Manifest, facts: FileFacts) -> tuple[Action, str]:
 
 
 def guards_for(manifest: Manifest, max_delete: int | None = None, allow_empty: bool = False) -> Guards:
-    """The manifest's limits, with a command-line ``max_delete`` applied on top (the stricter wins)."""
+    """The manifest's limits, with a caller's ``max_delete`` applied on top (the stricter wins)."""
     limits = [n for n in (manifest.max_delete, max_delete) if n is not None]
     return Guards(min(limits) if limits else None, manifest.max_delete_bytes, allow_empty)
 
@@ -171,5 +293,12 @@ def make_plan(manifest: Manifest, scan: StoreScan, guards: Guards | None = None)
     for spec in manifest.models:
         if spec.name not in on_disk:
             changes.append(Change(spec.name, Action.MISSING, "declared but absent from the store"))
+    return assemble(manifest.ref, scan, changes, guards or guards_for(manifest))
+
+
+def assemble(manifest: ManifestRef, scan: StoreScan, changes: Iterable[Change], guards: Guards) -> Plan:
+    """A Plan from its decisions, sorted by name, with its guard violations computed."""
     ordered = tuple(sorted(changes, key=lambda c: c.name))
-    return Plan(manifest=manifest, scan=scan, changes=ordered, guards=guards or guards_for(manifest))
+    moving = [c for c in ordered if c.action is Action.DELETE]
+    violations = violations_of(guards, len(moving), sum(c.size for c in moving), len(scan.files), manifest.models)
+    return Plan(manifest=manifest, scan=scan, changes=ordered, guards=guards, violations=violations)

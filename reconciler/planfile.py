@@ -1,9 +1,12 @@
-"""Saved plans and store snapshots: write, read back, verify, and compare with a fresh scan.
+"""Plan, fleet-plan and snapshot documents: build them from values, write and read them back as values.
 
-Files written here are JSON documents with a ``format_version`` (only major version 1 is read), a
-``kind`` (``saved-plan`` or ``snapshot``) and a ``checksum`` of their body, so a corrupt or
-hand-edited file is refused, as Terraform refuses a plan file from another version. This module
-decides nothing about the store; it only says whether the world still matches a document.
+The JSON shapes are versioned (``docs/plan-format.md``, ``schemas/plan.schema.json``). Files written
+here carry a ``format_version`` (only major version 1 is read), a ``kind`` (``saved-plan`` or
+``snapshot``) and a ``checksum`` of their body, so a corrupt or hand-edited file is refused, as
+Terraform refuses a plan file from another version. Reading gives frozen values (:class:`SavedPlan`,
+:class:`Snapshot`), never raw dicts. This module decides nothing about the store; it only says
+whether the world still matches a document. Change ``PLAN_FORMAT_VERSION`` with the document
+(the major number for breaking changes).
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +23,201 @@ import jsonschema
 
 from . import __version__
 from .errors import PlanFileError
-from .manifest import load_schema
-from .render import PLAN_FORMAT_VERSION, facts_doc, iso_time, store_doc
+from .manifest import ManifestRef, load_schema
+from .plan import Action, Change, FleetPlan, Guards, Plan, assemble
 from .scan import FileFacts, StoreScan
 
+PLAN_FORMAT_VERSION = "1.1"
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 SUPPORTED_MAJOR = "1"
 PLAN_SCHEMA = "plan.schema.json"
+SAVED_PLAN, SNAPSHOT = "saved-plan", "snapshot"
+
+
+def iso_time(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
+
+
+# -- values -> documents ------------------------------------------------------------------------------
+
+
+def facts_doc(facts: FileFacts) -> dict[str, Any]:
+    """One scanned entry: its identity (the plan's fingerprint) and what the engine showed."""
+    return {
+        "kind": facts.kind,
+        "size": facts.size,
+        "mtime_ns": facts.mtime_ns,
+        "inode": facts.inode,
+        "link_target": facts.link_target,
+        "symlinked_folder": facts.symlinked_folder,
+        "engine_visible": facts.engine_visible,
+        "sha256": facts.sha256,
+    }
+
+
+def store_doc(scan: StoreScan) -> dict[str, Any]:
+    engine = None
+    if scan.engine_listed is not None:
+        engine = {"licensed": scan.engine_licensed, "listed": scan.engine_listed, "hid_files": scan.engine_hidden > 0}
+    return {"path": scan.root, "backend": scan.backend, "engine": engine}
+
+
+def plan_doc(plan: Plan) -> dict[str, Any]:
+    """The versioned plan document. ``host`` is the snapshot's host (null for a live store)."""
+    summary = plan.summary
+    return {
+        "format_version": PLAN_FORMAT_VERSION,
+        "tool_version": __version__,
+        "host": plan.scan.host,
+        "manifest": {
+            "name": plan.manifest.name,
+            "source": plan.manifest.source,
+            "path": plan.manifest.path,
+            "sha256": plan.manifest.sha256,
+            "models": plan.manifest.models,
+        },
+        "store": store_doc(plan.scan),
+        "summary": {
+            **{action.value: n for action, n in summary.counts},
+            "bytes_freed": summary.bytes_freed,
+            "has_changes": summary.has_changes,
+            "converges": summary.converges,
+        },
+        "guards": {
+            "max_delete": plan.guards.max_delete,
+            "max_delete_bytes": plan.guards.max_delete_bytes,
+            "allow_empty": plan.guards.allow_empty,
+            "violations": [v.message for v in plan.violations],
+        },
+        "changes": [
+            {
+                "name": c.name,
+                "actions": [c.action.value],
+                "reason": c.reason,
+                "before": facts_doc(c.before) if c.before is not None else None,
+            }
+            for c in plan.changes
+        ],
+        "warnings": list(plan.scan.warnings),
+    }
+
+
+def fleet_doc(fleet: FleetPlan) -> dict[str, Any]:
+    """Plans for many hosts (one per snapshot), in one document."""
+    return {
+        "format_version": PLAN_FORMAT_VERSION,
+        "tool_version": __version__,
+        "kind": "fleet-plan",
+        "hosts": [plan_doc(p) for p in fleet.hosts],
+    }
+
+
+def snapshot_doc(snapshot: Snapshot) -> dict[str, Any]:
+    """A store inventory for fleet plans: what ``plan --state`` needs instead of a live store."""
+    scan = snapshot.scan
+    return {
+        "format_version": PLAN_FORMAT_VERSION,
+        "kind": SNAPSHOT,
+        "tool_version": __version__,
+        "host": scan.host,
+        "created": snapshot.created,
+        "hashed": snapshot.hashed,
+        "store": store_doc(scan),
+        "files": [{"name": f.name, **facts_doc(f)} for f in scan.files],
+        "warnings": list(scan.warnings),
+    }
+
+
+# -- documents -> values ------------------------------------------------------------------------------
+
+
+def _facts(name: str, data: dict[str, Any]) -> FileFacts:
+    """Facts read back from a document (device numbers are not recorded: 0)."""
+    return FileFacts(
+        name=name,
+        kind=data["kind"],
+        size=data["size"],
+        mtime_ns=data["mtime_ns"],
+        inode=data["inode"],
+        dev=0,
+        link_target=data["link_target"],
+        symlinked_folder=data["symlinked_folder"],
+        engine_visible=data["engine_visible"],
+        sha256=data["sha256"],
+    )
+
+
+def _scan(store: dict[str, Any], files: tuple[FileFacts, ...], warnings: list[str], host: str | None) -> StoreScan:
+    engine = store["engine"]
+    return StoreScan(
+        root=store["path"],
+        backend=store["backend"],
+        files=files,
+        engine_licensed=engine["licensed"] if engine else None,
+        engine_listed=engine["listed"] if engine else None,
+        warnings=tuple(warnings),
+        host=host,
+    )
+
+
+def plan_from_doc(doc: dict[str, Any]) -> Plan:
+    """The Plan a (schema-valid) plan document records; guard violations are recomputed."""
+    changes = [
+        Change(c["name"], Action(c["actions"][0]), c["reason"], _facts(c["name"], c["before"]) if c["before"] else None)
+        for c in doc["changes"]
+    ]
+    m = doc["manifest"]
+    declared = m.get("models")
+    if declared is None:  # format 1.0 did not record it: count what the plan shows as declared
+        declared = sum(1 for c in changes if c.action.blocks or c.reason == "declared")
+    ref = ManifestRef(m["name"], m["source"], m["path"], m["sha256"], declared)
+    files = tuple(c.before for c in changes if c.before is not None)
+    g = doc["guards"]
+    return assemble(
+        ref,
+        _scan(doc["store"], files, doc["warnings"], doc["host"]),
+        changes,
+        Guards(g["max_delete"], g["max_delete_bytes"], g["allow_empty"]),
+    )
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """A plan read back from ``plan --out``: the plan as it was, when it was made, by which version.
+
+    Render it or :meth:`~.api.Session.verify` it against the store; never apply it directly.
+    """
+
+    plan: Plan
+    created: str
+    tool_version: str
+    path: str
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], path: str) -> SavedPlan:
+        return cls(plan_from_doc(doc), doc["created"], doc["tool_version"], path)
+
+    def to_doc(self) -> dict[str, Any]:
+        """The saved-plan document (current format version), without its checksum."""
+        return {**plan_doc(self.plan), "tool_version": self.tool_version, "kind": SAVED_PLAN, "created": self.created}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A store inventory read back from ``snapshot``: its scan (``scan.host`` set) and provenance."""
+
+    scan: StoreScan
+    created: str
+    hashed: bool
+    path: str
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], path: str) -> Snapshot:
+        files = tuple(_facts(f["name"], f) for f in doc["files"])
+        return cls(_scan(doc["store"], files, doc["warnings"], doc["host"]), doc["created"], doc["hashed"], path)
+
+
+# -- files --------------------------------------------------------------------------------------------
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
@@ -38,25 +229,38 @@ def checksum(body: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(_canonical({k: v for k, v in body.items() if k != "checksum"})).hexdigest()
 
 
+def with_checksum(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "checksum": checksum(body)}
+
+
 def write_document(path: Path, body: dict[str, Any]) -> None:
     """Write ``body`` with its checksum, atomically (temp file, fsync, rename)."""
-    doc = {**body, "checksum": checksum(body)}
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=2, ensure_ascii=False)
+        json.dump(with_checksum(body), fh, indent=2, ensure_ascii=False)
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def saved_plan(doc: dict[str, Any]) -> dict[str, Any]:
-    """A plan document as saved by ``plan --out``: the plan plus its kind and creation time."""
-    return {**doc, "kind": "saved-plan", "created": iso_time(time.time_ns())}
+def save_plan(path: Path, plan: Plan) -> None:
+    """Write ``plan`` for ``apply PLANFILE``: the plan document plus its kind and creation time."""
+    write_document(path, SavedPlan(plan, iso_time(time.time_ns()), __version__, os.fspath(path)).to_doc())
+
+
+def load_plan(path: Path) -> SavedPlan:
+    """Read and verify a saved plan; PlanFileError names the file and the problem."""
+    return SavedPlan.from_doc(read_document(path, SAVED_PLAN), os.fspath(path))
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    """Read and verify a snapshot; PlanFileError names the file and the problem."""
+    return Snapshot.from_doc(read_document(path, SNAPSHOT), os.fspath(path))
 
 
 def read_document(path: Path, kind: str) -> dict[str, Any]:
-    """Read and verify a saved plan or snapshot; raise PlanFileError naming the file and the problem."""
+    """Read and verify a saved plan or snapshot document; raise PlanFileError naming the file and the problem."""
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_DOCUMENT_BYTES + 1)
@@ -94,64 +298,21 @@ def schema_problem(doc: dict[str, Any]) -> str:
     return f"does not match the plan schema at {where}: {' '.join(error.message.split())[:200]}"
 
 
-def fingerprint_differences(doc: dict[str, Any], scan: StoreScan) -> list[str]:
+def fingerprint_differences(saved: Plan, scan: StoreScan) -> list[str]:
     """Every way ``scan`` differs from the files recorded in a saved plan, one line each."""
     out = []
-    if doc["store"]["path"] != scan.root:
-        out.append(f"store path changed: {doc['store']['path']} -> {scan.root}")
-    saved = {c["name"]: c["before"] for c in doc["changes"] if c["before"] is not None}
-    fresh = {f.name: facts_doc(f) for f in scan.files}
-    out += [f"added: {name}" for name in sorted(fresh.keys() - saved.keys())]
-    out += [f"removed: {name}" for name in sorted(saved.keys() - fresh.keys())]
-    for name in sorted(saved.keys() & fresh.keys()):
-        was, now = saved[name], fresh[name]
-        if was["size"] != now["size"]:
-            out.append(f"resized: {name} ({was['size']} -> {now['size']} bytes)")
-        elif any(was[k] != now[k] for k in ("kind", "inode", "mtime_ns", "link_target")) or (
-            was["sha256"] is not None and was["sha256"] != now["sha256"]
+    if saved.scan.root != scan.root:
+        out.append(f"store path changed: {saved.scan.root} -> {scan.root}")
+    was_files = {f.name: f for f in saved.scan.files}
+    now_files = {f.name: f for f in scan.files}
+    out += [f"added: {name}" for name in sorted(now_files.keys() - was_files.keys())]
+    out += [f"removed: {name}" for name in sorted(was_files.keys() - now_files.keys())]
+    for name in sorted(was_files.keys() & now_files.keys()):
+        was, now = was_files[name], now_files[name]
+        if was.size != now.size:
+            out.append(f"resized: {name} ({was.size} -> {now.size} bytes)")
+        elif (was.kind, was.inode, was.mtime_ns, was.link_target) != (now.kind, now.inode, now.mtime_ns, now.link_target) or (
+            was.sha256 is not None and was.sha256 != now.sha256
         ):
             out.append(f"replaced: {name} (same size, different file)")
     return out
-
-
-def snapshot_doc(scan: StoreScan, host: str | None, hashed: bool) -> dict[str, Any]:
-    """A store inventory for fleet plans: what ``plan --state`` needs instead of a live store."""
-    return {
-        "format_version": PLAN_FORMAT_VERSION,
-        "kind": "snapshot",
-        "tool_version": __version__,
-        "host": host or socket.gethostname(),
-        "created": iso_time(time.time_ns()),
-        "hashed": hashed,
-        "store": store_doc(scan),
-        "files": [{"name": f.name, **facts_doc(f)} for f in scan.files],
-        "warnings": list(scan.warnings),
-    }
-
-
-def scan_from_snapshot(doc: dict[str, Any]) -> StoreScan:
-    """Rebuild the StoreScan a snapshot recorded (device numbers are not recorded: 0)."""
-    files = tuple(
-        FileFacts(
-            name=f["name"],
-            kind=f["kind"],
-            size=f["size"],
-            mtime_ns=f["mtime_ns"],
-            inode=f["inode"],
-            dev=0,
-            link_target=f["link_target"],
-            symlinked_folder=f["symlinked_folder"],
-            engine_visible=f["engine_visible"],
-            sha256=f["sha256"],
-        )
-        for f in doc["files"]
-    )
-    engine = doc["store"]["engine"]
-    return StoreScan(
-        root=doc["store"]["path"],
-        backend=doc["store"]["backend"],
-        files=files,
-        engine_licensed=engine["licensed"] if engine else None,
-        engine_listed=engine["listed"] if engine else None,
-        warnings=tuple(doc["warnings"]),
-    )

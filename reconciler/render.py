@@ -1,28 +1,26 @@
-"""Turn plans, scans, apply results and backup runs into text, Markdown or JSON. Makes no decisions.
+"""Turn values (plans, scans, apply results, backup runs, restore plans) into text, Markdown or JSON.
 
-Plans are rendered from their *document* form (:func:`plan_doc`, the versioned JSON shape in
-``docs/plan-format.md`` and ``schemas/plan.schema.json``), so a live plan, a saved plan file and a
-fleet plan from snapshots all render through the same code. Change ``PLAN_FORMAT_VERSION`` (major
-for breaking changes) whenever the document changes.
+Part of the CLI layer: nothing below ``cli.py`` imports it, and it makes no decisions. Every symbol,
+colour and summary count comes from :class:`~.plan.Action`'s properties; JSON comes from the
+versioned documents of ``planfile.py``. Hints that name command-line flags live here, not in the core.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any
 
-from . import __version__
-from .apply import ApplyResult, BackupRun, Recovery, RestoreResult
+from .apply import ApplyResult
+from .catalogue import BackupRun
 from .manifest import INVISIBLE, Manifest
-from .plan import Action, Plan, status_of
-from .scan import FileFacts, StoreScan
+from .plan import Action, FleetPlan, Plan, Summary, Violation, status_of
+from .planfile import PLAN_FORMAT_VERSION, fleet_doc, iso_time, plan_doc, store_doc
+from .restore import RestorePlan, RestoreResult
+from .scan import StoreScan
+from .transfer import Recovery
 
-PLAN_FORMAT_VERSION = "1.0"
 FORMATS = ("text", "json", "markdown")
-SYMBOLS = {a.value: a.symbol for a in Action}
-_COLOURS = {"delete": "31", "keep": "32", "missing": "33;1", "ignore": "2"}
 FOLD_AFTER = 20  # Markdown tables longer than this are folded into <details>
 
 
@@ -43,77 +41,8 @@ def format_size(num: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-# -- documents ---------------------------------------------------------------------------------
-
-
-def facts_doc(facts: FileFacts) -> dict[str, Any]:
-    """One scanned entry: its identity (the plan's fingerprint) and what the engine showed."""
-    return {
-        "kind": facts.kind,
-        "size": facts.size,
-        "mtime_ns": facts.mtime_ns,
-        "inode": facts.inode,
-        "link_target": facts.link_target,
-        "symlinked_folder": facts.symlinked_folder,
-        "engine_visible": facts.engine_visible,
-        "sha256": facts.sha256,
-    }
-
-
-def store_doc(scan: StoreScan) -> dict[str, Any]:
-    engine = None
-    if scan.engine_listed is not None:
-        engine = {"licensed": scan.engine_licensed, "listed": scan.engine_listed, "hid_files": scan.engine_hidden > 0}
-    return {"path": scan.root, "backend": scan.backend, "engine": engine}
-
-
-def plan_doc(plan: Plan, host: str | None = None) -> dict[str, Any]:
-    """The versioned plan document (``docs/plan-format.md``). ``host`` names a snapshot's host."""
-    return {
-        "format_version": PLAN_FORMAT_VERSION,
-        "tool_version": __version__,
-        "host": host,
-        "manifest": {
-            "name": plan.manifest.name,
-            "source": plan.manifest.source,
-            "path": os.path.abspath(plan.manifest.source),
-            "sha256": plan.manifest.sha256,
-        },
-        "store": store_doc(plan.scan),
-        "summary": {
-            "delete": len(plan.to_delete),
-            "keep": len(plan.of(Action.KEEP)),
-            "ignore": len(plan.of(Action.IGNORE)),
-            "missing": len(plan.of(Action.MISSING)),
-            "bytes_freed": plan.bytes_freed,
-            "has_changes": plan.has_changes,
-            "converges": plan.converges,
-        },
-        "guards": {
-            "max_delete": plan.guards.max_delete,
-            "max_delete_bytes": plan.guards.max_delete_bytes,
-            "allow_empty": plan.guards.allow_empty,
-            "violations": list(plan.violations),
-        },
-        "changes": [
-            {
-                "name": c.name,
-                "actions": [c.action.value],
-                "reason": c.reason,
-                "before": facts_doc(c.before) if c.before is not None else None,
-            }
-            for c in plan.changes
-        ],
-        "warnings": list(plan.scan.warnings),
-    }
-
-
-def fleet_doc(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Plans for many hosts (one per snapshot), in one document."""
-    return {"format_version": PLAN_FORMAT_VERSION, "tool_version": __version__, "kind": "fleet-plan", "hosts": docs}
-
-
-# -- plan: text --------------------------------------------------------------------------------
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def safe(name: str) -> str:
@@ -123,71 +52,78 @@ def safe(name: str) -> str:
     return "".join(c if c.isprintable() and c not in INVISIBLE else ascii(c)[1:-1] for c in name)
 
 
-def _paint(text: str, action: str, colour: bool) -> str:
-    return f"\x1b[{_COLOURS[action]}m{text}\x1b[0m" if colour else text
+def violation_text(violation: Violation) -> str:
+    """A broken guard, with how to lift it from the command line where a flag can."""
+    return violation.message + ("; pass --allow-empty if that is meant" if violation.guard.lifted_by_allow_empty else "")
 
 
-def engine_note(store: dict[str, Any], files: int, what: str = "plan") -> str | None:
+def _paint(text: str, action: Action, colour: bool) -> str:
+    return f"\x1b[{action.props.colour}m{text}\x1b[0m" if colour else text
+
+
+def engine_note(scan: StoreScan, what: str = "plan") -> str | None:
     """The one-line warning for an engine that hid files, else None."""
-    engine = store.get("engine")
-    if not engine or not engine["hid_files"]:
+    if scan.engine_listed is None or not scan.engine_hidden:
         return None
-    licence = "unlicensed (evaluation mode)" if not engine["licensed"] else "licensed"
-    return f"Note: the engine is {licence} and listed {engine['listed']} of {files} files on disk; this {what} reads the folder itself."
+    licence = "unlicensed (evaluation mode)" if not scan.engine_licensed else "licensed"
+    listed = f"listed {scan.engine_listed} of {len(scan.files)} files on disk"
+    return f"Note: the engine is {licence} and {listed}; this {what} reads the folder itself."
 
 
-def summary_line(doc: dict[str, Any]) -> str:
-    """``Plan: N to move to backup (X freed), M kept, K missing`` (+ unmanaged left in place)."""
-    s = doc["summary"]
-    line = f"Plan: {s['delete']} to move to backup ({format_size(s['bytes_freed'])} freed), {s['keep']} kept, {s['missing']} missing"
-    return line + (f", {s['ignore']} left in place unmanaged." if s["ignore"] else ".")
+def counts_text(summary: Summary, labels: dict[Action, str] | None = None) -> str:
+    """``N to move to backup (X freed), M kept, K missing`` plus the counts that are not zero."""
+    parts = []
+    for action, n in summary.counts:
+        if n or action.props.always_counted:
+            label = (labels or {}).get(action, action.props.label)
+            parts.append(f"{n} {label}" + (f" ({format_size(summary.bytes_freed)} freed)" if action is Action.DELETE else ""))
+    return ", ".join(parts)
 
 
-def _outcome_lines(doc: dict[str, Any]) -> list[str]:
-    s = doc["summary"]
-    lines = [f"Guard: {v}; apply will refuse this plan." for v in doc["guards"]["violations"]]
-    if not s["converges"]:
+def summary_line(plan: Plan) -> str:
+    """``Plan: N to move to backup (X freed), M kept, K missing`` (+ the other counts)."""
+    return f"Plan: {counts_text(plan.summary)}."
+
+
+def outcome_lines(plan: Plan) -> list[str]:
+    lines = [f"Guard: {violation_text(v)}; apply will refuse this plan." for v in plan.violations]
+    if not plan.converges:
         lines.append("Cannot converge: declared models are missing; apply will refuse until they are in place.")
-    elif not s["has_changes"]:
+    elif not plan.has_changes:
         lines.append("No changes. The store matches the manifest.")
     return lines
 
 
-def plan_text(doc: dict[str, Any], colour: bool = False) -> str:
+def plan_text(plan: Plan, colour: bool = False) -> str:
     """The human plan: header, one line per name, summary. What a reviewer reads in a terminal."""
-    store = doc["store"]
-    files = sum(1 for c in doc["changes"] if c["before"] is not None)
-    header = f"Manifest: {doc['manifest']['source']} ({doc['manifest']['name']})"
-    lines = [header if not doc.get("host") else f"Host: {doc['host']}  {header}"]
-    lines.append(f"Store: {store['path']} (backend: {store['backend']})")
-    note = engine_note(store, files)
-    if note:
-        lines.append(note)
-    lines += [f"Warning: {w}" for w in doc["warnings"]]
+    scan = plan.scan
+    header = f"Manifest: {plan.manifest.source} ({plan.manifest.name})"
+    lines = [header if not scan.host else f"Host: {scan.host}  {header}", f"Store: {scan.root} (backend: {scan.backend})"]
+    note = engine_note(scan)
+    lines += [note] if note else []
+    lines += [f"Warning: {w}" for w in scan.warnings]
     lines.append("")
-    width = max((len(c["name"]) for c in doc["changes"]), default=0)
-    for change in doc["changes"]:
-        action = change["actions"][0]
-        size = format_size(change["before"]["size"]) if change["before"] else "-"
-        row = f"  {SYMBOLS[action]} {safe(change['name']):<{width}}  {size:>10}  {action}: {safe(change['reason'])}"
-        lines.append(_paint(row, action, colour))
-    if not doc["changes"]:
+    width = max((len(c.name) for c in plan.changes), default=0)
+    for change in plan.changes:
+        size = format_size(change.before.size) if change.before else "-"
+        row = f"  {change.action.symbol} {safe(change.name):<{width}}  {size:>10}  {change.action.value}: {safe(change.reason)}"
+        lines.append(_paint(row, change.action, colour))
+    if not plan.changes:
         lines.append("  (the store is empty and the manifest declares no models)")
-    lines.append("")
-    lines += _outcome_lines(doc)
-    lines.append(summary_line(doc))
+    lines += ["", *outcome_lines(plan), summary_line(plan)]
     return "\n".join(lines)
 
 
 # -- plan: Markdown ------------------------------------------------------------------------------
 
+_MD_LABELS = {Action.IGNORE: "unmanaged left in place"}
 
-def markdown_summary(doc: dict[str, Any]) -> str:
+
+def markdown_summary(plan: Plan) -> str:
     """``3 models move to backup (7.4 GiB freed), 12 kept, 0 missing`` — the PR comment's first line."""
-    s = doc["summary"]
-    noun = "model moves" if s["delete"] == 1 else "models move"
-    line = f"{s['delete']} {noun} to backup ({format_size(s['bytes_freed'])} freed), {s['keep']} kept, {s['missing']} missing"
-    return line + (f", {s['ignore']} unmanaged left in place" if s["ignore"] else "")
+    moving = len(plan.to_delete)
+    noun = "model moves" if moving == 1 else "models move"
+    return counts_text(plan.summary, {Action.DELETE: f"{noun} to backup", **_MD_LABELS})
 
 
 def _md(text: str) -> str:
@@ -195,87 +131,87 @@ def _md(text: str) -> str:
     return safe(text).replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("<", "&lt;").replace("\n", " ")
 
 
-def _md_table(rows: list[dict[str, Any]]) -> list[str]:
+def _md_table(plan: Plan, drift: bool) -> list[str]:
     out = ["| | Name | Size | Action | Why |", "|---|---|---:|---|---|"]
-    for c in rows:
-        action = c["actions"][0]
-        size = format_size(c["before"]["size"]) if c["before"] else "—"
-        out.append(f"| `{SYMBOLS[action]}` | `{_md(c['name'])}` | {size} | {action} | {_md(c['reason'])} |")
+    for c in plan.changes:
+        if c.action.is_drift is drift:
+            size = format_size(c.before.size) if c.before else "—"
+            out.append(f"| `{c.action.symbol}` | `{_md(c.name)}` | {size} | {c.action.value} | {_md(c.reason)} |")
     return out
 
 
 def _folded(title: str, body: list[str], open_: bool) -> list[str]:
-    if open_:
-        return body
-    return [f"<details><summary>{title}</summary>", "", *body, "", "</details>"]
+    return body if open_ else [f"<details><summary>{title}</summary>", "", *body, "", "</details>"]
 
 
-def _md_details(doc: dict[str, Any]) -> list[str]:
-    store = doc["store"]
-    files = sum(1 for c in doc["changes"] if c["before"] is not None)
+def _md_details(plan: Plan) -> list[str]:
+    scan = plan.scan
     lines = [
-        f"Manifest `{_md(doc['manifest']['source'])}` ({_md(doc['manifest']['name'])}) · store `{_md(store['path'])}` ({store['backend']})",
+        f"Manifest `{_md(plan.manifest.source)}` ({_md(plan.manifest.name)}) · store `{_md(scan.root)}` ({scan.backend})",
         "",
     ]
-    note = engine_note(store, files)
+    note = engine_note(scan)
     lines += [f"> {note}", ""] if note else []
-    notices = [f"> **Warning:** {_md(w)}" for w in doc["warnings"]] + [f"> **{_md(line)}**" for line in _outcome_lines(doc)]
+    notices = [f"> **Warning:** {_md(w)}" for w in scan.warnings] + [f"> **{_md(line)}**" for line in outcome_lines(plan)]
     lines += [*notices, ""] if notices else []
-    changes = [c for c in doc["changes"] if c["actions"][0] in ("delete", "missing")]
-    unchanged = [c for c in doc["changes"] if c["actions"][0] not in ("delete", "missing")]
-    if changes:
-        lines += _folded(f"{len(changes)} changes", _md_table(changes), open_=len(changes) <= FOLD_AFTER)
-        lines.append("")
+    drift = sum(1 for c in plan.changes if c.action.is_drift)
+    unchanged = len(plan.changes) - drift
+    if drift:
+        lines += [*_folded(f"{drift} changes", _md_table(plan, True), open_=drift <= FOLD_AFTER), ""]
     if unchanged:
-        lines += _folded(f"{len(unchanged)} files unchanged (kept or left in place)", _md_table(unchanged), open_=False)
+        lines += _folded(f"{unchanged} files unchanged (kept or left in place)", _md_table(plan, False), open_=False)
     return lines
 
 
-def plan_markdown(doc: dict[str, Any]) -> str:
+def plan_markdown(plan: Plan) -> str:
     """A pull-request comment: one summary line, then the changes; long lists folded."""
-    title = f"**{doc['host']}**: " if doc.get("host") else ""
-    return "\n".join([title + markdown_summary(doc), "", *_md_details(doc)]).rstrip() + "\n"
+    title = f"**{plan.scan.host}**: " if plan.scan.host else ""
+    return "\n".join([title + markdown_summary(plan), "", *_md_details(plan)]).rstrip() + "\n"
 
 
-def fleet_markdown(fleet: dict[str, Any]) -> str:
+def fleet_markdown(fleet: FleetPlan) -> str:
     """One summary row per host, then each host's details folded."""
-    hosts = fleet["hosts"]
-    moving = sum(h["summary"]["delete"] for h in hosts)
-    freed = sum(h["summary"]["bytes_freed"] for h in hosts)
-    changed = sum(1 for h in hosts if h["summary"]["has_changes"] or not h["summary"]["converges"])
+    hosts = fleet.hosts
+    moving = sum(len(h.to_delete) for h in hosts)
+    freed = sum(h.bytes_freed for h in hosts)
+    changed = sum(1 for h in hosts if h.has_changes or not h.converges)
+    mismatches = any(h.of(Action.MISMATCH) for h in hosts)  # the column appears only when needed
     lines = [
         f"{moving} models move to backup ({format_size(freed)} freed) across {changed} of {len(hosts)} hosts",
         "",
-        "| Host | To backup | Freed | Kept | Missing | Guards |",
-        "|---|---:|---:|---:|---:|---|",
+        "| Host | To backup | Freed | Kept | Missing |" + (" Pin mismatch |" if mismatches else "") + " Guards |",
+        "|---|---:|---:|---:|---:|" + ("---:|" if mismatches else "") + "---|",
     ]
     for h in hosts:
-        s = h["summary"]
-        guard = "⛔ " + _md("; ".join(h["guards"]["violations"])) if h["guards"]["violations"] else "ok"
-        missing = f"**{s['missing']}**" if s["missing"] else "0"
-        lines.append(f"| `{_md(h['host'] or '?')}` | {s['delete']} | {format_size(s['bytes_freed'])} | {s['keep']} | {missing} | {guard} |")
+        guard = "⛔ " + _md("; ".join(violation_text(v) for v in h.violations)) if h.violations else "ok"
+        cells = [len(h.to_delete), format_size(h.bytes_freed), len(h.of(Action.KEEP)), _bold(len(h.of(Action.MISSING)))]
+        cells += [_bold(len(h.of(Action.MISMATCH)))] if mismatches else []
+        lines.append(f"| `{_md(h.scan.host or '?')}` | " + " | ".join(map(str, cells)) + f" | {guard} |")
     lines.append("")
     for h in hosts:
         body = _md_details(h)
-        lines += [f"<details><summary>{_md(h['host'] or '?')}: {markdown_summary(h)}</summary>", "", *body, "", "</details>", ""]
+        lines += [f"<details><summary>{_md(h.scan.host or '?')}: {markdown_summary(h)}</summary>", "", *body, "", "</details>", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def fleet_text(fleet: dict[str, Any], colour: bool = False) -> str:
-    return "\n\n".join(plan_text(h, colour) for h in fleet["hosts"])
+def _bold(n: int) -> str:
+    return f"**{n}**" if n else "0"
 
 
-def render_plan(doc: dict[str, Any], fmt: str, colour: bool = False) -> str:
-    """A plan or fleet-plan document in ``fmt`` (text, json, markdown)."""
-    fleet = doc.get("kind") == "fleet-plan"
+def render_plan(plan: Plan | FleetPlan, fmt: str, colour: bool = False) -> str:
+    """A plan or fleet plan in ``fmt`` (text, json, markdown)."""
+    if isinstance(plan, FleetPlan):
+        if fmt == "json":
+            return dumps(fleet_doc(plan))
+        return fleet_markdown(plan) if fmt == "markdown" else "\n\n".join(plan_text(h, colour) for h in plan.hosts)
     if fmt == "json":
-        return dumps(doc)
-    if fmt == "markdown":
-        return fleet_markdown(doc) if fleet else plan_markdown(doc)
-    return fleet_text(doc, colour) if fleet else plan_text(doc, colour)
+        return dumps(plan_doc(plan))
+    return plan_markdown(plan) if fmt == "markdown" else plan_text(plan, colour)
 
 
 # -- list ---------------------------------------------------------------------------------------
+
+_ENGINE_WORDS = {True: "visible", False: "hidden", None: "n/a"}
 
 
 def list_doc(scan: StoreScan, manifest: Manifest | None) -> dict[str, Any]:
@@ -299,44 +235,30 @@ def list_doc(scan: StoreScan, manifest: Manifest | None) -> dict[str, Any]:
     }
 
 
-_ENGINE_WORDS = {True: "visible", False: "hidden", None: "n/a"}
-
-
-def list_text(doc: dict[str, Any]) -> str:
+def render_list(scan: StoreScan, manifest: Manifest | None, fmt: str) -> str:
+    doc = list_doc(scan, manifest)
     rows = doc["files"]
-    lines = [f"Store: {doc['store']['path']} (backend: {doc['store']['backend']})"]
-    note = engine_note(doc["store"], len(rows), "listing")
-    lines += [note] if note else []
-    lines += [f"Warning: {w}" for w in doc["warnings"]]
+    if fmt == "json":
+        return dumps(doc)
+    note = engine_note(scan, "listing")
+    if fmt == "markdown":
+        lines = [f"{len(rows)} files, {format_size(scan.size_on_disk)} on disk in `{_md(scan.root)}` ({scan.backend})", ""]
+        lines += [f"> {note}", ""] if note else []
+        table = ["| Name | Size | Status | Engine |", "|---|---:|---|---|"]
+        table += [f"| `{_md(r['name'])}` | {format_size(r['size'])} | {r['status']} | {_ENGINE_WORDS[r['engine_visible']]} |" for r in rows]
+        lines += _folded(f"{len(rows)} files", table, open_=len(rows) <= FOLD_AFTER)
+        return "\n".join(lines).rstrip() + "\n"
+    lines = [f"Store: {scan.root} (backend: {scan.backend})", *([note] if note else []), *[f"Warning: {w}" for w in scan.warnings]]
     width = max([len(r["name"]) + 1 for r in rows] + [4])
     lines.append(f"{'NAME':<{width}}  {'SIZE':>10}  {'STATUS':<11}  ENGINE")
     for r in rows:
         name = safe(r["name"]) + ("@" if r["kind"] == "symlink" else "")
         lines.append(f"{name:<{width}}  {format_size(r['size']):>10}  {r['status']:<11}  {_ENGINE_WORDS[r['engine_visible']]}")
-    lines.append(f"{len(rows)} files, {format_size(doc['size_on_disk'])} on disk")
+    lines.append(f"{len(rows)} files, {format_size(scan.size_on_disk)} on disk")
     return "\n".join(lines)
 
 
-def list_markdown(doc: dict[str, Any]) -> str:
-    rows = doc["files"]
-    lines = [
-        f"{len(rows)} files, {format_size(doc['size_on_disk'])} on disk in `{_md(doc['store']['path'])}` ({doc['store']['backend']})",
-        "",
-    ]
-    note = engine_note(doc["store"], len(rows), "listing")
-    lines += [f"> {note}", ""] if note else []
-    table = ["| Name | Size | Status | Engine |", "|---|---:|---|---|"]
-    for r in rows:
-        table.append(f"| `{_md(r['name'])}` | {format_size(r['size'])} | {r['status']} | {_ENGINE_WORDS[r['engine_visible']]} |")
-    lines += _folded(f"{len(rows)} files", table, open_=len(rows) <= FOLD_AFTER)
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def render_list(doc: dict[str, Any], fmt: str) -> str:
-    return dumps(doc) if fmt == "json" else list_markdown(doc) if fmt == "markdown" else list_text(doc)
-
-
-# -- apply, backups, restore ---------------------------------------------------------------------
+# -- apply, backups, restore, recovery -----------------------------------------------------------
 
 
 def apply_text(result: ApplyResult, restore_args: str = "") -> str:
@@ -355,19 +277,7 @@ def apply_text(result: ApplyResult, restore_args: str = "") -> str:
 
 
 def runs_json(runs: list[BackupRun]) -> list[dict[str, Any]]:
-    return [
-        {
-            "run_id": r.run_id,
-            "created": iso_time(r.created_ns),
-            "status": r.status,
-            "store": r.store,
-            "manifest": r.manifest,
-            "files": len(r.entries),
-            "size": r.size,
-            "entries": list(r.entries),
-        }
-        for r in runs
-    ]
+    return [{**run.to_json(), "created": iso_time(run.created_ns), "files": len(run.entries), "size": run.size} for run in runs]
 
 
 def runs_text(runs: list[BackupRun], backup_root: str) -> str:
@@ -377,6 +287,16 @@ def runs_text(runs: list[BackupRun], backup_root: str) -> str:
     lines = [f"Backups in {backup_root}:", f"{'RUN ID':<{width}}  {'CREATED (UTC)':<20}  {'STATUS':<11}  {'FILES':>5}  {'SIZE':>10}"]
     for r in runs:
         lines.append(f"{r.run_id:<{width}}  {iso_time(r.created_ns):<20}  {r.status:<11}  {len(r.entries):>5}  {format_size(r.size):>10}")
+    return "\n".join(lines)
+
+
+def restore_plan_text(plan: RestorePlan) -> str:
+    """What ``restore --dry-run`` prints: each move, then a count. Says that nothing was changed."""
+    lines = [f"Restore plan for run {plan.run.run_id} into {plan.store}:"]
+    lines += [f"  move {safe(m.name)} out of the way, to backup run {plan.displaced_run_id}" for m in plan.displaces]
+    lines += [f"  + restore {safe(m.name)} ({format_size(m.facts.size)})" for m in plan.restores]
+    lines += [f"  = already in the store (identical): {safe(n)}" for n in plan.already_present]
+    lines.append(f"Dry run: {len(plan.restores)} to restore, {len(plan.already_present)} already present; nothing was changed.")
     return "\n".join(lines)
 
 
@@ -400,11 +320,3 @@ def recovery_text(result: Recovery) -> str:
     lines += [f"  finished {name}" for name in result.finished]
     lines += [f"  skipped {name}: {why}" for name, why in result.skipped]
     return "\n".join(lines)
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False)
-
-
-def iso_time(ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))

@@ -8,16 +8,14 @@ never read as "not on disk": an unlicensed engine hides almost everything.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Container
 from dataclasses import dataclass, replace
 
-from .errors import StoreError
+from .errors import StoreError, StoreNotFound
+from .hashing import file_sha256
 from .stores import ModelStore, walk_store
-
-HASH_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,8 @@ class FileFacts:
 class StoreScan:
     """The whole store at one instant: its absolute root, which backend read it, and every entry.
 
-    ``engine_licensed`` and ``engine_listed`` are None for the directory backend.
+    ``engine_licensed`` and ``engine_listed`` are None for the directory backend. A scan rebuilt from a
+    snapshot or a saved plan has ``dev`` 0 in its facts: compare such scans with ``planfile.fingerprint_differences``.
     """
 
     root: str
@@ -60,6 +59,7 @@ class StoreScan:
     engine_licensed: bool | None = None
     engine_listed: int | None = None
     warnings: tuple[str, ...] = ()
+    host: str | None = None  # set for a scan read back from a snapshot: the host it was taken on
 
     @property
     def engine_hidden(self) -> int:
@@ -125,7 +125,7 @@ def resolve_root(local: str) -> tuple[str, list[str]]:
     """
     given = os.path.abspath(local)
     if not os.path.isdir(given):
-        raise StoreError(f"store folder {given} does not exist (create it, or set store.path / --store)")
+        raise StoreNotFound(given)
     root = os.path.realpath(given)
     if os.path.dirname(root) == root:
         raise StoreError(f"store folder {given} is the filesystem root; a model store must be a folder of its own")
@@ -164,15 +164,3 @@ def stat_entry(root: str, name: str, symlinked_folder: str | None = None) -> Fil
         link_target=target,
         symlinked_folder=symlinked_folder,
     )
-
-
-def file_sha256(path: str) -> str | None:
-    """SHA-256 of the bytes at ``path`` (following a symlink); None if unreadable."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(HASH_CHUNK):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()

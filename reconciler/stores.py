@@ -264,7 +264,7 @@ def open_store(backend: str, path: Path | None, license_file: Path | None = None
         backend = "aspose" if engine_available() else "directory"
     if backend == "directory":
         if license_file is not None:
-            raise StoreError("--license needs the aspose backend; this store is read as a plain directory")
+            raise StoreError("a license file needs the aspose backend; this store is read as a plain directory")
         yield DirectoryStore(path)
         return
     store = AsposeStore(license_file)

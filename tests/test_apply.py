@@ -1,4 +1,4 @@
-"""Apply, backup index, pruning and restore on real files under tmp_path (directory backend)."""
+"""Apply, backup index, pruning and restore on real files under tmp_path, through the library API."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apply import apply_plan, default_backup_root, find_run, list_runs, restore_run
-from reconciler.errors import BackupError, CannotConvergeError, ConfigError
-from reconciler.manifest import load_manifest
-from reconciler.plan import Plan, make_plan
-from reconciler.scan import file_sha256, scan_store
-from reconciler.stores import open_store
+from reconciler import ApplyResult, BackupError, CannotConvergeError, ConfigError, Plan, RestoreResult, open_session
+from reconciler.catalogue import find_run, list_runs
+from reconciler.hashing import file_sha256
+from reconciler.layout import default_backup_root
 
 from .conftest import tree_digest
 
@@ -22,9 +20,19 @@ STALE = {"latest.gguf", "mistral-7b-v0.1.Q2_K.gguf", "old/Llama-3.1-8B-Instruct-
 
 
 def make(manifest_path: Path, store: Path) -> Plan:
-    manifest = load_manifest(manifest_path)
-    with open_store("directory", store) as opened:
-        return make_plan(manifest, scan_store(opened, {m.name for m in manifest.models if m.sha256}))
+    with open_session(manifest_path, store) as session:
+        return session.plan()
+
+
+def apply(manifest_path: Path, backup_root: Path | None = None, plan: Plan | None = None) -> ApplyResult:
+    """Apply ``plan`` (default: a fresh one) under the store lock, as every front end does."""
+    with open_session(manifest_path, backup_dir=backup_root) as session, session.lock() as held:
+        return session.apply(plan or session.plan(), held)
+
+
+def restore(manifest_path: Path, run_id: str, names: list[str], force: bool = False, backup_root: Path | None = None) -> RestoreResult:
+    with open_session(manifest_path, backup_dir=backup_root) as session:
+        return session.restore(session.plan_restore(run_id, names, force))
 
 
 def test_apply_moves_exactly_the_delete_set_and_restore_undoes_it(store: Path, write_manifest: Callable[..., Path]) -> None:
@@ -32,7 +40,7 @@ def test_apply_moves_exactly_the_delete_set_and_restore_undoes_it(store: Path, w
     plan = make(write_manifest(), store)
     assert {c.name for c in plan.to_delete} == STALE
     backup_root = default_backup_root(str(store))
-    result = apply_plan(plan, backup_root, keep=5)
+    result = apply(write_manifest(), plan=plan)
     assert {m.name for m in result.moved} == STALE and not result.skipped
     assert all(m.method == "rename" for m in result.moved)
     after = tree_digest(store)
@@ -49,7 +57,7 @@ def test_apply_moves_exactly_the_delete_set_and_restore_undoes_it(store: Path, w
     assert os.readlink(run_dir / "latest.gguf") == "phi-2.Q4_K_M.gguf"
     # second apply: nothing to do
     assert not make(write_manifest(), store).has_changes
-    restored = restore_run(find_run(backup_root, str(result.run_id)), [], force=False)
+    restored = restore(write_manifest(), str(result.run_id), [])
     assert set(restored.restored) == STALE
     assert tree_digest(store) == before
     assert list_runs(backup_root) == []
@@ -59,22 +67,21 @@ def test_apply_refuses_missing_models_and_moves_nothing(store: Path, write_manif
     before = tree_digest(store)
     plan = make(write_manifest(models=[{"name": "absent.gguf"}]), store)
     with pytest.raises(CannotConvergeError):
-        apply_plan(plan, default_backup_root(str(store)), keep=5)
+        apply(write_manifest(models=[{"name": "absent.gguf"}]), plan=plan)
     assert tree_digest(store) == before
     assert not default_backup_root(str(store)).exists()
 
 
 def test_backup_inside_store_is_refused(store: Path, write_manifest: Callable[..., Path]) -> None:
-    plan = make(write_manifest(), store)
     with pytest.raises(ConfigError, match="inside the store"):
-        apply_plan(plan, store / "backups", keep=5)
+        apply(write_manifest(), store / "backups")
 
 
 def test_changed_file_is_skipped_not_moved(store: Path, write_manifest: Callable[..., Path]) -> None:
     plan = make(write_manifest(), store)
     (store / "phi-2.Q4_K_M.gguf").write_bytes(b"new content written after the plan")
     (store / "mistral-7b-v0.1.Q2_K.gguf").unlink()
-    result = apply_plan(plan, default_backup_root(str(store)), keep=5)
+    result = apply(write_manifest(), plan=plan)
     assert dict(result.skipped).keys() == {"phi-2.Q4_K_M.gguf", "mistral-7b-v0.1.Q2_K.gguf"}
     assert (store / "phi-2.Q4_K_M.gguf").read_bytes() == b"new content written after the plan"
     assert {m.name for m in result.moved} == {"latest.gguf", "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf"}
@@ -88,7 +95,7 @@ def test_symlink_target_outside_store_is_never_touched(store: Path, tmp_path: Pa
     (tmp_path / "elsewhere" / "x.gguf").write_bytes(b"outside the store")
     (store / "linkdir").symlink_to(tmp_path / "elsewhere")
     plan = make(write_manifest(), store)
-    result = apply_plan(plan, default_backup_root(str(store)), keep=5)
+    result = apply(write_manifest(), plan=plan)
     assert "link-out" in {m.name for m in result.moved}
     assert "linkdir/x.gguf" not in {c.name for c in plan.to_delete}
     assert outside.read_bytes() == b"do not move me"
@@ -100,37 +107,35 @@ def test_keep_prunes_oldest_complete_runs(store: Path, write_manifest: Callable[
     ids = []
     for i in range(4):
         (store / f"stale{i}.bin").write_bytes(b"x" * i)
-        result = apply_plan(make(write_manifest(), store), backup_root, keep=2, run_id=f"run{i}")
-        ids.append(result.run_id)
-    assert [r.run_id for r in list_runs(backup_root)] == ["run3", "run2"]
+        ids.append(apply(write_manifest(backup={"keep": 2})).run_id)
+    assert [r.run_id for r in list_runs(backup_root)] == [ids[3], ids[2]]
 
 
 def test_restore_refuses_to_overwrite_a_different_file_unless_forced(store: Path, write_manifest: Callable[..., Path]) -> None:
     backup_root = default_backup_root(str(store))
     original = (store / "phi-2.Q4_K_M.gguf").read_bytes()
-    result = apply_plan(make(write_manifest(), store), backup_root, keep=5)
+    result = apply(write_manifest())
     (store / "phi-2.Q4_K_M.gguf").write_bytes(b"someone put a new file here")
-    run = find_run(backup_root, str(result.run_id))
+    run_id = str(result.run_id)
     with pytest.raises(BackupError, match="different file"):
-        restore_run(run, ["phi-2.Q4_K_M.gguf"], force=False)
+        restore(write_manifest(), run_id, ["phi-2.Q4_K_M.gguf"])
     assert (store / "phi-2.Q4_K_M.gguf").read_bytes() == b"someone put a new file here"
     with pytest.raises(BackupError, match="holds no"):
-        restore_run(run, ["nope"], force=False)
-    out = restore_run(run, ["phi-2.Q4_K_M.gguf"], force=True)
+        restore(write_manifest(), run_id, ["nope"])
+    out = restore(write_manifest(), run_id, ["phi-2.Q4_K_M.gguf"], force=True)
     assert out.restored == ("phi-2.Q4_K_M.gguf",) and out.displaced_run
     assert (store / "phi-2.Q4_K_M.gguf").read_bytes() == original
     displaced = find_run(backup_root, out.displaced_run)
     assert (displaced.path / "phi-2.Q4_K_M.gguf").read_bytes() == b"someone put a new file here"
     # the rest of the run is still restorable
-    assert {e["name"] for e in find_run(backup_root, str(result.run_id)).entries} == STALE - {"phi-2.Q4_K_M.gguf"}
+    assert {e.name for e in find_run(backup_root, run_id).entries} == STALE - {"phi-2.Q4_K_M.gguf"}
 
 
 def test_restore_of_identical_file_is_a_no_op(store: Path, write_manifest: Callable[..., Path]) -> None:
-    backup_root = default_backup_root(str(store))
     data = (store / "phi-2.Q4_K_M.gguf").read_bytes()
-    result = apply_plan(make(write_manifest(), store), backup_root, keep=5)
+    result = apply(write_manifest())
     (store / "phi-2.Q4_K_M.gguf").write_bytes(data)
-    out = restore_run(find_run(backup_root, str(result.run_id)), ["phi-2.Q4_K_M.gguf"], force=False)
+    out = restore(write_manifest(), str(result.run_id), ["phi-2.Q4_K_M.gguf"])
     assert out.restored == () and out.already_present == ("phi-2.Q4_K_M.gguf",)
 
 
@@ -148,13 +153,13 @@ def test_cross_filesystem_backup_copies_verifies_and_unlinks(store: Path, tmp_pa
     backup_root = other / f"ocr-reconcile-test-{os.getpid()}-{tmp_path.name}"
     before = tree_digest(store)
     try:
-        result = apply_plan(make(write_manifest(), store), backup_root, keep=5)
+        result = apply(write_manifest(), backup_root)
         assert {m.method for m in result.moved} == {"copy"}
         run_dir = backup_root / str(result.run_id)
         assert all(tree_digest(run_dir)[n] == before[n] for n in STALE)
         assert not [p for p in run_dir.rglob("*partial*")]
         assert STALE.isdisjoint(tree_digest(store))
-        restore_run(find_run(backup_root, str(result.run_id)), [], force=False)
+        restore(write_manifest(), str(result.run_id), [], backup_root=backup_root)
         assert tree_digest(store) == before
     finally:
         import shutil
@@ -163,7 +168,7 @@ def test_cross_filesystem_backup_copies_verifies_and_unlinks(store: Path, tmp_pa
 
 
 def test_pinned_hash_is_checked(store: Path, write_manifest: Callable[..., Path]) -> None:
-    good = file_sha256(str(store / "Llama-3.2-3B-Instruct-Q4_K_M.gguf"))
+    good = file_sha256(store / "Llama-3.2-3B-Instruct-Q4_K_M.gguf")
     ok = make(write_manifest(models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "sha256": good}]), store)
     assert ok.converges
     bad = make(write_manifest(models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "sha256": "0" * 64}]), store)
@@ -172,38 +177,9 @@ def test_pinned_hash_is_checked(store: Path, write_manifest: Callable[..., Path]
 
 def test_restore_refuses_a_corrupted_backup_copy(store: Path, write_manifest: Callable[..., Path]) -> None:
     backup_root = default_backup_root(str(store))
-    result = apply_plan(make(write_manifest(), store), backup_root, keep=5)
+    result = apply(write_manifest())
     run = find_run(backup_root, str(result.run_id))
     (run.path / "phi-2.Q4_K_M.gguf").write_bytes(b"bit rot")
     with pytest.raises(BackupError, match="does not match the sha256"):
-        restore_run(run, [], force=False)
+        restore(write_manifest(), run.run_id, [])
     assert not (store / "mistral-7b-v0.1.Q2_K.gguf").exists()  # nothing restored, not even the good ones
-
-
-def test_unreadable_subfolder_is_a_warning_not_a_failure() -> None:
-    """Scanned as an unprivileged user (root reads everything): the rest is scanned, the folder reported."""
-    import shutil
-    import subprocess
-    import sys
-    import tempfile
-
-    if os.getuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to scan as an unprivileged user")
-    base = Path(tempfile.mkdtemp(prefix="ocr-reconcile-perm-"))  # pytest's tmp_path is 0700: nobody cannot enter
-    base.chmod(0o755)
-    models = base / "models"
-    (models / "locked").mkdir(parents=True)
-    (models / "locked" / "x.gguf").write_text("x")
-    (models / "a.gguf").write_text("a")
-    (models / "locked").chmod(0o000)
-    code = (
-        "import sys; from pathlib import Path; from reconciler.stores import DirectoryStore; from reconciler.scan import scan_store;"
-        "s = scan_store(DirectoryStore(Path(sys.argv[1]))); print([f.name for f in s.files]); print(list(s.warnings))"
-    )
-    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code, str(models)]
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()
-    finally:
-        (models / "locked").chmod(0o755)
-        shutil.rmtree(base)
-    assert out == ["['a.gguf']", "[\"subfolder 'locked' is not readable; its files were not scanned\"]"]

@@ -9,32 +9,33 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from reconciler.cli import EXIT_CANNOT_CONVERGE, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, app
+from reconciler.cli import app
+from reconciler.errors import ExitCode
 
 from .conftest import EXAMPLE_MANIFEST, tree_digest
 from .test_planfile import assert_plan_schema
 
 
 def test_exit_codes_are_pinned() -> None:
-    assert (EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_CANNOT_CONVERGE) == (0, 1, 2, 3)
+    assert (ExitCode.OK, ExitCode.ERROR, ExitCode.CHANGES, ExitCode.CANNOT_CONVERGE) == (0, 1, 2, 3)
 
 
 def test_validate_ok_and_bad(runner: CliRunner, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: ocr-reconcile/v1\nkind: ModelState\nmetadata: {name: t}\nmodels:\n  - name: ../x\n  - name: /y\n")
     result = runner.invoke(app, ["validate", str(EXAMPLE_MANIFEST), str(bad)])
-    assert result.exit_code == EXIT_ERROR
+    assert result.exit_code == ExitCode.ERROR
     assert f"ok: {EXAMPLE_MANIFEST}" in result.stdout
     assert f"error: {bad}:5:11: models[0].name: \"../x\" must not contain '..'" in result.stderr
     assert f"error: {bad}:6:11: models[1].name:" in result.stderr
     assert "Traceback" not in result.output
-    assert runner.invoke(app, ["validate", str(EXAMPLE_MANIFEST)]).exit_code == EXIT_OK
+    assert runner.invoke(app, ["validate", str(EXAMPLE_MANIFEST)]).exit_code == ExitCode.OK
 
 
 def test_plan_text_and_exit_code_2(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     before = tree_digest(store)
     result = runner.invoke(app, ["plan", str(write_manifest())])
-    assert result.exit_code == EXIT_CHANGES, result.output
+    assert result.exit_code == ExitCode.CHANGES, result.output
     assert "  - phi-2.Q4_K_M.gguf" in result.stdout
     assert "  = qwen/tokenizer.json" in result.stdout
     assert "backend: directory" in result.stdout
@@ -44,15 +45,17 @@ def test_plan_text_and_exit_code_2(runner: CliRunner, store: Path, write_manifes
 
 def test_plan_json(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     result = runner.invoke(app, ["plan", str(write_manifest()), "--json"])
-    assert result.exit_code == EXIT_CHANGES
+    assert result.exit_code == ExitCode.CHANGES
     doc = json.loads(result.stdout)
     assert_plan_schema(doc)
-    assert doc["format_version"] == "1.0"
+    assert doc["format_version"] == "1.1"
+    assert doc["manifest"]["models"] == 2
     assert doc["summary"] == {
         "delete": 4,
         "keep": 4,
         "ignore": 0,
         "missing": 0,
+        "mismatch": 0,
         "bytes_freed": 5 * 1024 * 1024 + 17,
         "has_changes": True,
         "converges": True,
@@ -65,29 +68,29 @@ def test_plan_json(runner: CliRunner, store: Path, write_manifest: Callable[...,
 
 def test_plan_missing_exits_3(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     result = runner.invoke(app, ["plan", str(write_manifest(models=[{"name": "absent.gguf"}]))])
-    assert result.exit_code == EXIT_CANNOT_CONVERGE
+    assert result.exit_code == ExitCode.CANNOT_CONVERGE
     assert "  ! absent.gguf" in result.stdout
 
 
 def test_plan_no_changes_exits_0(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     result = runner.invoke(app, ["plan", str(write_manifest(prune=False))])
-    assert result.exit_code == EXIT_OK
+    assert result.exit_code == ExitCode.OK
     assert "No changes." in result.stdout and "4 left in place unmanaged" in result.stdout
 
 
 def test_plan_errors_exit_1(runner: CliRunner, tmp_path: Path, write_manifest: Callable[..., Path]) -> None:
     result = runner.invoke(app, ["plan", str(write_manifest())])  # no store built
-    assert result.exit_code == EXIT_ERROR
+    assert result.exit_code == ExitCode.ERROR
     assert result.stderr.strip() == f"error: store folder {tmp_path / 'models'} does not exist (create it, or set store.path / --store)"
-    assert runner.invoke(app, ["plan", str(tmp_path / "none.yaml")]).exit_code == EXIT_ERROR
-    assert runner.invoke(app, ["plan"]).exit_code == EXIT_ERROR  # usage error is 1, never 2
-    assert runner.invoke(app, ["plan", "--bogus"]).exit_code == EXIT_ERROR
+    assert runner.invoke(app, ["plan", str(tmp_path / "none.yaml")]).exit_code == ExitCode.ERROR
+    assert runner.invoke(app, ["plan"]).exit_code == ExitCode.ERROR  # usage error is 1, never 2
+    assert runner.invoke(app, ["plan", "--bogus"]).exit_code == ExitCode.ERROR
 
 
 def test_apply_refuses_without_yes_when_not_interactive(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     before = tree_digest(store)
     result = runner.invoke(app, ["apply", str(write_manifest())])
-    assert result.exit_code == EXIT_ERROR
+    assert result.exit_code == ExitCode.ERROR
     assert "pass --yes" in result.stderr
     assert tree_digest(store) == before
 
@@ -95,17 +98,17 @@ def test_apply_refuses_without_yes_when_not_interactive(runner: CliRunner, store
 def test_apply_then_apply_again_is_a_no_op(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     manifest = str(write_manifest())
     first = runner.invoke(app, ["apply", manifest, "--yes"])
-    assert first.exit_code == EXIT_OK, first.output
+    assert first.exit_code == ExitCode.OK, first.output
     assert "Apply complete: 4 moved to backup (5.0 MiB freed), 0 skipped." in first.stdout
     second = runner.invoke(app, ["apply", manifest, "--yes"])
-    assert second.exit_code == EXIT_OK
+    assert second.exit_code == ExitCode.OK
     assert "No changes." in second.stdout and "moved" not in second.stdout
 
 
 def test_apply_missing_exits_3_and_moves_nothing(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     before = tree_digest(store)
     result = runner.invoke(app, ["apply", str(write_manifest(models=[{"name": "absent.gguf"}])), "--yes"])
-    assert result.exit_code == EXIT_CANNOT_CONVERGE
+    assert result.exit_code == ExitCode.CANNOT_CONVERGE
     assert tree_digest(store) == before
 
 
@@ -124,16 +127,16 @@ def test_list_and_backups_and_restore(runner: CliRunner, store: Path, write_mani
     runs = json.loads(runner.invoke(app, ["backups", "-m", manifest, "--json"]).stdout)
     assert len(runs) == 1 and runs[0]["files"] == 4 and runs[0]["size"] == 5 * 1024 * 1024 + 17
     restored = runner.invoke(app, ["restore", runs[0]["run_id"][:10], "phi-2.Q4_K_M.gguf", "-m", manifest])
-    assert restored.exit_code == EXIT_OK, restored.output
+    assert restored.exit_code == ExitCode.OK, restored.output
     assert (store / "phi-2.Q4_K_M.gguf").exists()
     unknown = runner.invoke(app, ["restore", "nope", "-m", manifest])
-    assert unknown.exit_code == EXIT_ERROR and "no backup run 'nope'" in unknown.stderr
+    assert unknown.exit_code == ExitCode.ERROR and "no backup run 'nope'" in unknown.stderr
 
 
 def test_backup_dir_inside_store_is_an_error(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     before = tree_digest(store)
     result = runner.invoke(app, ["apply", str(write_manifest(backup={"dir": str(store / "bk")})), "--yes"])
-    assert result.exit_code == EXIT_ERROR and "inside the store" in result.stderr
+    assert result.exit_code == ExitCode.ERROR and "inside the store" in result.stderr
     assert tree_digest(store) == before
 
 
@@ -149,11 +152,11 @@ def test_store_path_that_is_a_symlink_is_resolved_once_and_reported(
     link.symlink_to(store)
     manifest = str(write_manifest(store={"backend": "directory", "path": str(link)}))
     planned = runner.invoke(app, ["plan", manifest])
-    assert planned.exit_code == EXIT_CHANGES
+    assert planned.exit_code == ExitCode.CHANGES
     assert f"Warning: store folder {link} is a symlink (or under one); using its target {store}" in planned.stdout
     assert f"Store: {store} (backend: directory)" in planned.stdout
     applied = runner.invoke(app, ["apply", manifest, "--yes"])
-    assert applied.exit_code == EXIT_OK, applied.output
+    assert applied.exit_code == ExitCode.OK, applied.output
     # the lock and the backups sit beside the real folder, not beside the link
     assert (tmp_path / "models.ocr-reconcile.lock").exists() and (tmp_path / "models.ocr-reconcile-backups").is_dir()
     assert not (tmp_path / "current-models.ocr-reconcile-backups").exists()
@@ -163,5 +166,5 @@ def test_store_path_that_is_a_symlink_is_resolved_once_and_reported(
 def test_filesystem_root_is_refused_as_a_store(runner: CliRunner, tmp_path: Path, write_manifest: Callable[..., Path]) -> None:
     """Its lock, journal and backups would have no folder 'beside' it (they landed in the cwd)."""
     result = runner.invoke(app, ["apply", str(write_manifest(store={"backend": "directory", "path": "/"})), "--yes"])
-    assert result.exit_code == EXIT_ERROR and "is the filesystem root" in result.stderr
+    assert result.exit_code == ExitCode.ERROR and "is the filesystem root" in result.stderr
     assert not Path(".ocr-reconcile.lock").exists()

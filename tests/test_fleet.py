@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from reconciler import render
-from reconciler.cli import EXIT_CANNOT_CONVERGE, EXIT_CHANGES, EXIT_ERROR, EXIT_GUARD, EXIT_OK, app
+from reconciler.cli import app
+from reconciler.errors import ExitCode
 from reconciler.manifest import parse_manifest
-from reconciler.plan import make_plan
-from reconciler.planfile import snapshot_doc, write_document
+from reconciler.plan import Plan, make_plan
+from reconciler.planfile import Snapshot, snapshot_doc, write_document
 from reconciler.scan import FileFacts, StoreScan
 
 from .conftest import EXAMPLE_MANIFEST, LLAMA, run_cli, tree_digest
@@ -54,7 +56,8 @@ def write_snapshots(folder: Path, count: int) -> list[Path]:
     paths = []
     for i in range(count):
         path = folder / f"worker-{i:02d}.json"
-        write_document(path, snapshot_doc(synthetic_scan(i), f"worker-{i:02d}", hashed=False))
+        scan = replace(synthetic_scan(i), host=f"worker-{i:02d}")
+        write_document(path, snapshot_doc(Snapshot(scan, "2026-11-24T20:00:00Z", hashed=False, path="")))
         paths.append(path)
     return paths
 
@@ -66,7 +69,7 @@ def test_fleet_plan_over_24_snapshots(runner: CliRunner, tmp_path: Path, monkeyp
     # `--state snapshots/*.json` as a shell expands it: one option value, the rest as arguments
     args = ["plan", "manifest.yaml", "--state", *[str(p.relative_to(tmp_path)) for p in snapshots], "--format", "markdown"]
     result = runner.invoke(app, args)
-    assert result.exit_code == EXIT_CANNOT_CONVERGE, result.output  # worker-05 lacks a declared model
+    assert result.exit_code == ExitCode.CANNOT_CONVERGE, result.output  # worker-05 lacks a declared model
     golden("fleet-24.md", result.stdout)
     rows = [line for line in result.stdout.splitlines() if line.startswith("| `worker-")]
     assert len(rows) == 24
@@ -85,7 +88,7 @@ def test_fleet_plan_without_missing_exits_2_and_needs_no_engine(runner: CliRunne
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.yaml").write_text(EXAMPLE_MANIFEST.read_text().replace("backend: auto", "backend: aspose"))
     result = runner.invoke(app, ["plan", "m.yaml", "--state", "s"])
-    assert result.exit_code == EXIT_CHANGES, result.output
+    assert result.exit_code == ExitCode.CHANGES, result.output
     assert result.stdout.count("Host: worker-") == 4
 
 
@@ -102,7 +105,7 @@ def test_snapshot_command_is_read_only_and_feeds_plan_state(store: Path, tmp_pat
     assert by_name["phi-2.Q4_K_M.gguf"]["sha256"] == before["phi-2.Q4_K_M.gguf"]
     assert by_name["latest.gguf"]["kind"] == "symlink"
     planned = run_cli("plan", str(EXAMPLE_MANIFEST), "--state", str(out), "--format", "json")
-    assert planned.returncode == EXIT_CHANGES, planned.stderr
+    assert planned.returncode == ExitCode.CHANGES, planned.stderr
     [host] = json.loads(planned.stdout)["hosts"]
     assert {c["name"] for c in host["changes"] if c["actions"] == ["delete"]} == {
         "latest.gguf",
@@ -116,29 +119,29 @@ def test_state_errors(runner: CliRunner, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
     result = runner.invoke(app, ["plan", str(EXAMPLE_MANIFEST), "--state", str(bad)])
-    assert result.exit_code == EXIT_ERROR and "corrupt snapshot file" in result.stderr
+    assert result.exit_code == ExitCode.ERROR and "corrupt snapshot file" in result.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no snapshot files found" in runner.invoke(app, ["plan", str(EXAMPLE_MANIFEST), "--state", str(empty)]).stderr
-    assert runner.invoke(app, ["plan", str(EXAMPLE_MANIFEST), "stray-arg"]).exit_code == EXIT_ERROR
+    assert runner.invoke(app, ["plan", str(EXAMPLE_MANIFEST), "stray-arg"]).exit_code == ExitCode.ERROR
 
 
-def _golden_plan_doc(stale: int) -> dict[str, object]:
+def _golden_plan(stale: int) -> Plan:
     manifest = parse_manifest(EXAMPLE_MANIFEST.read_bytes(), "manifests/example.yaml")
     scan = synthetic_scan(3)
     extra = tuple(FileFacts(f"old/model-{k:02d}.gguf", "file", 100 * 1024**2, 1, 100 + k, 1, engine_visible=False) for k in range(stale))
     scan = StoreScan(scan.root, scan.backend, tuple(sorted(scan.files + extra, key=lambda f: f.name)), False, 1)
-    return render.plan_doc(make_plan(manifest, scan))
+    return make_plan(manifest, scan)
 
 
 def test_markdown_golden_short_plan() -> None:
-    text = render.plan_markdown(_golden_plan_doc(0))
+    text = render.plan_markdown(_golden_plan(0))
     assert text.splitlines()[0] == "3 models move to backup (4.1 GiB freed), 3 kept, 0 missing"
     golden("plan-short.md", text)
 
 
 def test_markdown_golden_long_plan_is_folded() -> None:
-    text = render.plan_markdown(_golden_plan_doc(30))
+    text = render.plan_markdown(_golden_plan(30))
     assert "<details><summary>33 changes</summary>" in text
     golden("plan-long.md", text)
 
@@ -146,7 +149,7 @@ def test_markdown_golden_long_plan_is_folded() -> None:
 def test_markdown_escapes_table_breakers() -> None:
     manifest = parse_manifest(b"apiVersion: ocr-reconcile/v1\nkind: ModelState\nmetadata: {name: t}\nmodels: []\n", "m.yaml")
     scan = StoreScan("/s", "directory", (FileFacts("a|b`<x>.gguf", "file", 1, 1, 1, 1),))
-    text = render.plan_markdown(render.plan_doc(make_plan(manifest, scan)))
+    text = render.plan_markdown(make_plan(manifest, scan))
     assert "`a\\|b'&lt;x>.gguf`" in text
 
 
@@ -154,7 +157,7 @@ def test_list_formats(runner: CliRunner, store: Path, write_manifest: Callable[.
     md = runner.invoke(app, ["list", str(write_manifest()), "--format", "markdown"])
     assert md.exit_code == 0 and md.stdout.startswith("8 files, ")
     assert "| `phi-2.Q4_K_M.gguf` | 1.5 MiB | unmanaged | n/a |" in md.stdout
-    assert runner.invoke(app, ["list", str(write_manifest()), "--format", "yaml"]).exit_code == EXIT_ERROR
+    assert runner.invoke(app, ["list", str(write_manifest()), "--format", "yaml"]).exit_code == ExitCode.ERROR
 
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,7 +165,7 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch: pytest.M
     assert render.use_colour(True) and not render.use_colour(False)
     monkeypatch.setenv("NO_COLOR", "1")
     assert not render.use_colour(True)
-    doc = _golden_plan_doc(0)
+    doc = _golden_plan(0)
     assert "\x1b[31m  - stale-0.gguf" in render.plan_text(doc, colour=True)
     assert "\x1b[" not in render.plan_text(doc, colour=False)
 
@@ -191,11 +194,11 @@ def test_guards_show_in_plan_and_stop_apply(
 ) -> None:
     manifest = str(write_manifest(**overrides))
     planned = runner.invoke(app, ["plan", manifest, *flags])
-    assert planned.exit_code == EXIT_CHANGES
+    assert planned.exit_code == ExitCode.CHANGES
     assert f"Guard: {message}" in planned.stdout
     before = tree_digest(store)
     applied = runner.invoke(app, ["apply", manifest, "--yes", *flags])
-    assert applied.exit_code == EXIT_GUARD, applied.output
+    assert applied.exit_code == ExitCode.GUARD, applied.output
     assert message in applied.stderr
     assert tree_digest(store) == before
 
@@ -210,27 +213,27 @@ def test_whole_store_guard_is_shown_but_missing_models_decide_the_exit(
     (models / "b.gguf").write_bytes(b"b")
     manifest = str(write_manifest(models=[{"name": "renamed-model.gguf"}], whitelist=[]))
     planned = runner.invoke(app, ["plan", manifest])
-    assert planned.exit_code == EXIT_CANNOT_CONVERGE
+    assert planned.exit_code == ExitCode.CANNOT_CONVERGE
     assert "Guard: every file in the store (2) would move; pass --allow-empty if that is meant" in planned.stdout
-    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == EXIT_CANNOT_CONVERGE
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.CANNOT_CONVERGE
     assert sorted(p.name for p in models.iterdir()) == ["a.gguf", "b.gguf"]
 
 
 def test_allow_empty_lets_an_intended_empty_manifest_through(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     manifest = str(write_manifest(models=[], whitelist=[]))
-    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == EXIT_GUARD
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.GUARD
     result = runner.invoke(app, ["apply", manifest, "--yes", "--allow-empty"])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     assert tree_digest(store) == {}
 
 
 def test_check_exit_codes(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     manifest = str(write_manifest())
     drift = runner.invoke(app, ["check", manifest])
-    assert drift.exit_code == EXIT_CHANGES and drift.stdout.startswith("DRIFT: ") and "4 to move to backup" in drift.stdout
+    assert drift.exit_code == ExitCode.CHANGES and drift.stdout.startswith("DRIFT: ") and "4 to move to backup" in drift.stdout
     runner.invoke(app, ["apply", manifest, "--yes"])
     ok = runner.invoke(app, ["check", manifest])
-    assert ok.exit_code == EXIT_OK and ok.stdout.startswith("OK: ")
+    assert ok.exit_code == ExitCode.OK and ok.stdout.startswith("OK: ")
     missing = runner.invoke(app, ["check", str(write_manifest(name="m2.yaml", models=[{"name": LLAMA}, {"name": "gone.gguf"}]))])
-    assert missing.exit_code == EXIT_CHANGES and "1 missing (gone.gguf)" in missing.stdout
-    assert runner.invoke(app, ["check", str(store / "nope.yaml")]).exit_code == EXIT_ERROR
+    assert missing.exit_code == ExitCode.CHANGES and "1 missing (gone.gguf)" in missing.stdout
+    assert runner.invoke(app, ["check", str(store / "nope.yaml")]).exit_code == ExitCode.ERROR

@@ -79,10 +79,10 @@ CASES = [
     ),
     ("pin matches", manifest([{"name": "a", "sha256": SHA_A}]), [facts("a", sha=SHA_A)], {"a": Action.KEEP}),
     (
-        "pin differs: cannot converge, never deleted",
+        "pin differs: a mismatch, never deleted",
         manifest([{"name": "a", "sha256": SHA_A}]),
         [facts("a", sha=SHA_B)],
-        {"a": Action.MISSING},
+        {"a": Action.MISMATCH},
     ),
     ("symlink undeclared is deleted", manifest([]), [facts("l", kind="symlink")], {"l": Action.DELETE}),
     ("special file never moved", manifest([]), [facts("fifo", kind="other")], {"fifo": Action.IGNORE}),

@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
-from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_STALE_PLAN, app
+from reconciler.cli import app
+from reconciler.errors import ExitCode
 from reconciler.manifest import load_schema
 from reconciler.planfile import checksum
 
@@ -26,7 +27,7 @@ def assert_plan_schema(doc: Any) -> None:
 
 def save(runner: CliRunner, manifest: Path, out: Path, *extra: str) -> dict[str, Any]:
     result = runner.invoke(app, ["plan", str(manifest), "--out", str(out), *extra])
-    assert result.exit_code in (EXIT_OK, EXIT_CHANGES), result.output
+    assert result.exit_code in (ExitCode.OK, ExitCode.CHANGES), result.output
     doc: dict[str, Any] = json.loads(out.read_text())
     assert_plan_schema(doc)
     return doc
@@ -37,7 +38,7 @@ def test_saved_plan_records_provenance_and_fingerprints(
 ) -> None:
     manifest = write_manifest()
     doc = save(runner, manifest, tmp_path / "plan.json")
-    assert doc["kind"] == "saved-plan" and doc["format_version"] == "1.0" and doc["tool_version"]
+    assert doc["kind"] == "saved-plan" and doc["format_version"] == "1.1" and doc["tool_version"]
     assert doc["manifest"]["path"] == str(manifest)
     assert doc["store"] == {"path": str(store), "backend": "directory", "engine": None}
     files = {c["name"]: c["before"] for c in doc["changes"] if c["before"]}
@@ -55,11 +56,11 @@ def test_apply_saved_plan_applies_exactly_that_plan(
     planned = {c["name"] for c in doc["changes"] if c["actions"] == ["delete"]}
     before = tree_digest(store)
     result = runner.invoke(app, ["apply", str(tmp_path / "plan.json"), "--yes"])
-    assert result.exit_code == EXIT_OK, result.output
+    assert result.exit_code == ExitCode.OK, result.output
     assert set(before) - set(tree_digest(store)) == planned
     # the same plan file again: the store has changed since (files removed), so it is stale
     again = runner.invoke(app, ["apply", str(tmp_path / "plan.json"), "--yes"])
-    assert again.exit_code == EXIT_STALE_PLAN
+    assert again.exit_code == ExitCode.STALE_PLAN
     assert "error: removed: phi-2.Q4_K_M.gguf" in again.stderr
 
 
@@ -101,12 +102,12 @@ def test_stale_plan_is_refused_naming_the_difference(
     change(store, manifest)
     before = tree_digest(store)
     result = runner.invoke(app, ["apply", str(tmp_path / "plan.json"), "--yes"])
-    assert result.exit_code == EXIT_STALE_PLAN, result.output
+    assert result.exit_code == ExitCode.STALE_PLAN, result.output
     assert "error: saved plan is stale; nothing was changed:" in result.stderr
     assert expected in result.stderr
     assert tree_digest(store) == before
     shown = runner.invoke(app, ["show", str(tmp_path / "plan.json")])
-    assert shown.exit_code == EXIT_OK and "warning: this plan is stale" in shown.stderr and expected in shown.stderr
+    assert shown.exit_code == ExitCode.OK and "warning: this plan is stale" in shown.stderr and expected in shown.stderr
 
 
 def test_plan_made_on_an_empty_store_is_stale_once_files_appear(
@@ -125,7 +126,7 @@ def test_plan_made_on_an_empty_store_is_stale_once_files_appear(
             "--yes",
         ],
     )
-    assert result.exit_code == EXIT_STALE_PLAN and "added: arrived-later.gguf" in result.stderr
+    assert result.exit_code == ExitCode.STALE_PLAN and "added: arrived-later.gguf" in result.stderr
     assert (tmp_path / "models" / "arrived-later.gguf").exists()
 
 
@@ -173,7 +174,7 @@ def test_corrupt_or_foreign_plan_files_are_refused(
     before = tree_digest(store)
     for command in (["apply", str(plan_file), "--yes"], ["show", str(plan_file)]):
         result = runner.invoke(app, command)
-        assert result.exit_code == EXIT_ERROR, result.output
+        assert result.exit_code == ExitCode.ERROR, result.output
         [line] = result.stderr.splitlines()
         assert line.startswith(f"error: {plan_file}: ") and expected in line, line
     assert tree_digest(store) == before
@@ -183,14 +184,14 @@ def test_minor_version_bump_is_accepted(runner: CliRunner, store: Path, tmp_path
     plan_file = tmp_path / "plan.json"
     save(runner, write_manifest(), plan_file)
     _rewrite(plan_file, lambda d: d.update(format_version="1.7"), fix_checksum=True)
-    assert runner.invoke(app, ["show", str(plan_file)]).exit_code == EXIT_OK
+    assert runner.invoke(app, ["show", str(plan_file)]).exit_code == ExitCode.OK
 
 
 def test_show_renders_every_format(runner: CliRunner, store: Path, tmp_path: Path, write_manifest: Callable[..., Path]) -> None:
     plan_file = tmp_path / "plan.json"
     save(runner, write_manifest(), plan_file)
     text = runner.invoke(app, ["show", str(plan_file)])
-    assert text.exit_code == EXIT_OK and text.stderr == ""
+    assert text.exit_code == ExitCode.OK and text.stderr == ""
     assert "Plan: 4 to move to backup (5.0 MiB freed), 4 kept, 0 missing." in text.stdout
     md = runner.invoke(app, ["show", str(plan_file), "--format", "markdown"]).stdout
     assert md.splitlines()[0] == "4 models move to backup (5.0 MiB freed), 4 kept, 0 missing"
@@ -202,7 +203,7 @@ def test_show_renders_every_format(runner: CliRunner, store: Path, tmp_path: Pat
 def test_saved_plan_rejects_overrides(runner: CliRunner, store: Path, tmp_path: Path, write_manifest: Callable[..., Path]) -> None:
     save(runner, write_manifest(), tmp_path / "plan.json")
     result = runner.invoke(app, ["apply", str(tmp_path / "plan.json"), "--yes", "--store", str(tmp_path)])
-    assert result.exit_code == EXIT_ERROR and "applied exactly as saved" in result.stderr
+    assert result.exit_code == ExitCode.ERROR and "applied exactly as saved" in result.stderr
 
 
 def test_every_live_plan_fits_the_schema(runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path) -> None:

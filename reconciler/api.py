@@ -1,0 +1,252 @@
+"""The library API: one :class:`Session` per store, opened with :func:`open_session`.
+
+Every front end (the CLI, the Ansible modules) goes through this module and holds no workflow of its
+own: a session opens the store once (the engine only when a scan needs it), always frees it on exit,
+and every mutating call runs under the store lock, taking it itself unless the caller passes the
+:class:`Held` lock it already took with :meth:`Session.lock`. Errors are :mod:`~.errors` classes
+carrying structured data; nothing here prints or names a command-line flag.
+
+Example::
+
+    from reconciler import open_session
+
+    with open_session(manifest="manifests/example.yaml", store="/srv/models") as session:
+        plan = session.plan()
+        if plan.has_changes:
+            result = session.apply(plan)      # locks, re-checks the plan against the store, moves
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
+from .catalogue import BackupRun, find_run, list_runs
+from .errors import ManifestError, StalePlanError, StoreNotFound
+from .journal import StoreLock, store_lock
+from .layout import default_backup_root
+from .manifest import Manifest, load_manifest
+from .plan import FleetPlan, Guards, Plan, guards_for, make_plan
+from .planfile import SavedPlan, Snapshot, fingerprint_differences, iso_time, load_snapshot
+from .restore import RestorePlan, RestoreResult, plan_restore, restore
+from .scan import Everything, StoreScan, resolve_root, scan_store
+from .stores import ModelStore, engine_default_path, open_store
+from .transfer import Pending, Recovery, pending_run, recover
+
+
+@dataclass(frozen=True)
+class Held:
+    """The store lock, held for a ``with session.lock():`` block, and what recovery did on taking it."""
+
+    lock: StoreLock
+    recovery: Recovery | None
+
+    @property
+    def root(self) -> str:
+        return self.lock.root
+
+
+class Session:
+    """One store (and optionally one manifest) for the length of a ``with`` block. Make it with
+    :func:`open_session`; do not keep it past the block (the engine is freed when it ends)."""
+
+    def __init__(
+        self,
+        stack: ExitStack,
+        manifest: Manifest | None,
+        store: Path | None,
+        backend: str | None,
+        license_file: Path | None,
+        backup_dir: Path | None,
+        lock_timeout: float,
+    ) -> None:
+        self._stack = stack
+        self.manifest = manifest
+        self._store_path = store
+        self._backend = backend or (manifest.backend if manifest else "auto")
+        self._license = license_file
+        self._backup_dir = backup_dir
+        self.lock_timeout = lock_timeout
+        self._opened: ModelStore | None = None
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def _configured_path(self) -> Path | None:
+        return self._store_path or (self.manifest.store_path if self.manifest else None)
+
+    def _store(self) -> ModelStore:
+        if self._opened is None:
+            self._opened = self._stack.enter_context(open_store(self._backend, self._configured_path(), self._license))
+        return self._opened
+
+    def store_root(self) -> str:
+        """The store's real path (a symlinked store resolved once). Needs no engine."""
+        given = self._opened.get_local_path() if self._opened else os.fspath(self._configured_path() or engine_default_path())
+        return resolve_root(given)[0]
+
+    def backup_root(self, store_root: str | None = None) -> Path:
+        """Where backup runs of ``store_root`` (default: this store, even if it is gone) go; never
+        inside the store."""
+        try:
+            root = store_root or self.store_root()
+        except StoreNotFound as exc:
+            root = exc.path
+        chosen = self._backup_dir or (self.manifest.backup_dir if self.manifest else None) or default_backup_root(root)
+        return check_backup_root(root, chosen)
+
+    def _need_manifest(self) -> Manifest:
+        if self.manifest is None:
+            raise ManifestError(["no manifest was given; planning needs one"])
+        return self.manifest
+
+    def scan(self, hash_all: bool = False) -> StoreScan:
+        """Scan the store (read-only), hashing the manifest's pinned models, or every file."""
+        return scan_store(self._store(), Everything() if hash_all else (self.manifest.pinned if self.manifest else ()))
+
+    def plan(self, max_delete: int | None = None, allow_empty: bool = False, guards: Guards | None = None) -> Plan:
+        """Scan and diff against the manifest. ``guards`` (a saved plan's) replace the other two."""
+        manifest = self._need_manifest()
+        return make_plan(manifest, self.scan(), guards or guards_for(manifest, max_delete, allow_empty))
+
+    def snapshot(self, hash_all: bool = False, host: str | None = None) -> Snapshot:
+        """The store's inventory for fleet plans (``planfile.snapshot_doc`` writes it)."""
+        scan = replace(self.scan(hash_all), host=host or socket.gethostname())
+        return Snapshot(scan, iso_time(time.time_ns()), hash_all, "")
+
+    def pending(self, store_root: str | None = None) -> Pending | None:
+        """An interrupted run waiting for :meth:`recover` on this store (read-only), or None."""
+        return pending_run(store_root or self.store_root())
+
+    def verify(self, saved: SavedPlan, same_backend: bool = True) -> Plan:
+        """Re-plan against the store now and return the fresh plan, or raise StalePlanError naming
+        every difference from ``saved`` (store files, manifest, backend, the plan itself)."""
+        manifest = manifest_of(saved)
+        scan = scan_store(self._store(), manifest.pinned)
+        fresh = make_plan(manifest, scan, saved.plan.guards)
+        _check_fresh(saved.plan, fresh, same_backend)
+        return fresh
+
+    def backups(self) -> list[BackupRun]:
+        """Backup runs in this store's backup folder, newest first."""
+        return list_runs(self.backup_root())
+
+    def find_run(self, run_id: str) -> BackupRun:
+        """The run ``run_id`` (or a unique prefix of it) in this store's backup folder."""
+        return find_run(self.backup_root(), run_id)
+
+    def restore_target(self, run: BackupRun) -> str:
+        """Where a restore of ``run`` goes (resolved): the store given to :func:`open_session`, else
+        the store the run was made from."""
+        target = os.fspath(self._store_path) if self._store_path is not None else run.store
+        if not os.path.isdir(target):
+            raise StoreNotFound(os.path.abspath(target), for_restore=True)
+        return resolve_root(target)[0]
+
+    def plan_restore(self, run_id: str, names: Sequence[str] = (), force: bool = False) -> RestorePlan:
+        """What restoring ``names`` (all when empty) of run ``run_id`` would do. Changes nothing."""
+        run = self.find_run(run_id)
+        return plan_restore(run, names, force, self.restore_target(run))
+
+    # -- mutating: always under the store lock -------------------------------------------------------
+
+    @contextmanager
+    def lock(self, command: str = "apply", store_root: str | None = None) -> Iterator[Held]:
+        """Hold the store lock for the block, waiting up to ``lock_timeout``; an interrupted run is
+        recovered first (``Held.recovery`` says what it did)."""
+        root = store_root or self.store_root()
+        with store_lock(root, self.lock_timeout, command) as lock:
+            yield Held(lock, recover(root, lock))
+
+    def recover(self, held: Held | None = None) -> Recovery | None:
+        """Finish an interrupted run on this store; None when there was none."""
+        if held is not None:
+            return held.recovery
+        with self.lock("recover") as taken:
+            return taken.recovery
+
+    def check_applicable(self, plan: Plan) -> Path:
+        """Raise if ``plan`` must not be applied (cannot converge, guards, backup folder); return the
+        backup folder it would use. Call it before asking for confirmation."""
+        backup_root = self.backup_root(plan.scan.root)
+        refuse_unapplicable(plan, backup_root)
+        return backup_root
+
+    def apply(self, plan: Plan, held: Held | None = None) -> ApplyResult:
+        """Move the plan's unmanaged files to a new backup run. Without ``held``, takes the lock and
+        first checks that the store still gives this exact plan (StalePlanError if not)."""
+        keep = self._need_manifest().backup_keep
+        if held is None:
+            with self.lock() as taken:
+                _check_fresh(plan, make_plan(self._need_manifest(), self.scan(), plan.guards), same_backend=True)
+                return apply_plan(plan, self.check_applicable(plan), keep, taken.lock)
+        return apply_plan(plan, self.check_applicable(plan), keep, held.lock)
+
+    def restore(self, plan: RestorePlan, held: Held | None = None) -> RestoreResult:
+        """Carry out a restore plan. Without ``held``, takes the lock for the plan's store; if that
+        had to recover an interrupted run first, the plan is stale and nothing is restored."""
+        if held is not None:
+            return restore(plan, held.lock)
+        with self.lock("restore", plan.store) as taken:
+            if taken.recovery is not None:
+                raise StalePlanError(["an interrupted run was recovered first; plan the restore again"])
+            return restore(plan, taken.lock)
+
+
+@contextmanager
+def open_session(
+    manifest: Manifest | str | os.PathLike[str] | None = None,
+    store: str | os.PathLike[str] | None = None,
+    backend: str | None = None,
+    license_file: str | os.PathLike[str] | None = None,
+    backup_dir: str | os.PathLike[str] | None = None,
+    lock_timeout: float = 0.0,
+) -> Iterator[Session]:
+    """Open a session on a store. ``manifest`` (a path or a loaded :class:`Manifest`) supplies the
+    store path, backend and backup settings that the other arguments do not override. The engine,
+    if one is opened, is freed when the block ends, on every exit path."""
+    loaded = manifest if isinstance(manifest, Manifest) or manifest is None else load_manifest(manifest)
+    with ExitStack() as stack:
+        yield Session(
+            stack,
+            loaded,
+            Path(store) if store is not None else None,
+            backend,
+            Path(license_file) if license_file is not None else None,
+            Path(backup_dir) if backup_dir is not None else None,
+            lock_timeout,
+        )
+
+
+def manifest_of(saved: SavedPlan) -> Manifest:
+    """The manifest a saved plan was made from; StalePlanError if it is gone, invalid or edited."""
+    ref = saved.plan.manifest
+    try:
+        manifest = load_manifest(ref.path)
+    except ManifestError:
+        raise StalePlanError([f"manifest {ref.path} is missing or no longer valid"]) from None
+    if manifest.sha256 != ref.sha256:
+        raise StalePlanError([f"manifest edited: {ref.path} (sha256 {ref.sha256[:12]}… -> {manifest.sha256[:12]}…)"])
+    return manifest
+
+
+def _check_fresh(was: Plan, fresh: Plan, same_backend: bool) -> None:
+    """Refuse ``was`` when the store changed, or when re-planning would not give the same plan."""
+    differences = fingerprint_differences(was, fresh.scan)
+    if same_backend and was.scan.backend != fresh.scan.backend:
+        differences.append(f"backend changed: {was.scan.backend} -> {fresh.scan.backend}")
+    if not differences and [(c.name, c.action) for c in was.changes] != [(c.name, c.action) for c in fresh.changes]:
+        differences.append("re-planning gives a different plan (another ocr-reconcile version?); make the plan again")
+    if differences:
+        raise StalePlanError(differences)
+
+
+def plan_fleet(manifest: Manifest, snapshots: Sequence[Path], guards: Guards | None = None) -> FleetPlan:
+    """One plan per snapshot file (no store is read): the fleet-wide plan for a pull request."""
+    chosen = guards or guards_for(manifest)
+    return FleetPlan(tuple(make_plan(manifest, load_snapshot(p).scan, chosen) for p in snapshots))

@@ -1,0 +1,38 @@
+"""The one way ocr-reconcile computes a file's SHA-256: the seam where a hash cache will plug in.
+
+Every hash of a model file (scan pins, snapshots with ``--hash``, backup verification, restore
+checks, crash recovery) goes through :func:`file_sha256`, and every hash computed while copying
+goes through :class:`StreamHasher`. Do not call ``hashlib`` on file contents anywhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+CHUNK = 1024 * 1024
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str | None:
+    """SHA-256 (hex) of the bytes at ``path``, following a symlink; None if it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+class StreamHasher:
+    """SHA-256 of bytes as they stream past (a copy hashes what it writes, in the same pass)."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    def update(self, chunk: bytes) -> None:
+        self._digest.update(chunk)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()

@@ -1,0 +1,47 @@
+"""Every file ocr-reconcile keeps beside a store, named in one place.
+
+A store ``/srv/models`` gets siblings, never children (the engine would list a child as a model):
+
+- ``/srv/models.ocr-reconcile.lock``: the store lock (``journal.store_lock``);
+- ``/srv/models.ocr-reconcile-journal``: the write-ahead journal of an unfinished run (``journal.py``);
+- ``/srv/models.ocr-reconcile-backups/``: the default backup folder, one sub-folder per run, each with
+  an ``index.json`` (``catalogue.py``);
+- ``<name>.ocr-reconcile-partial``: a temporary copy during a cross-filesystem move (``transfer.py``).
+
+Use these functions instead of building such paths by hand, so that a new side file (a hash cache)
+is added here once. This module only computes names: it never touches the disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+LOCK_SUFFIX = ".ocr-reconcile.lock"
+JOURNAL_SUFFIX = ".ocr-reconcile-journal"
+BACKUP_SUFFIX = ".ocr-reconcile-backups"
+PARTIAL_SUFFIX = ".ocr-reconcile-partial"
+INDEX_NAME = "index.json"
+
+
+def _beside(store_root: str, suffix: str) -> Path:
+    return Path(store_root.rstrip("/") + suffix)
+
+
+def lock_path(store_root: str) -> Path:
+    """The store lock file: ``<store>.ocr-reconcile.lock``."""
+    return _beside(store_root, LOCK_SUFFIX)
+
+
+def journal_path(store_root: str) -> Path:
+    """The journal of an unfinished run: ``<store>.ocr-reconcile-journal``."""
+    return _beside(store_root, JOURNAL_SUFFIX)
+
+
+def default_backup_root(store_root: str) -> Path:
+    """``<store>.ocr-reconcile-backups`` beside the store (the engine never lists a sibling)."""
+    return _beside(store_root, BACKUP_SUFFIX)
+
+
+def partial_path(destination: Path) -> Path:
+    """The temporary name a cross-filesystem copy is written under before it is renamed into place."""
+    return destination.with_name(destination.name + PARTIAL_SUFFIX)

@@ -1,0 +1,157 @@
+"""Restore: plan putting a backup run's files back (a frozen :class:`RestorePlan`, shown by
+``restore --dry-run``), then execute that plan with the same journaled engine as apply.
+
+:func:`read_restore_facts` reads the disk (the backup copies, verified against the index, and what
+is at each destination); :func:`decide_restore` is pure and makes every decision; :func:`restore`
+executes a plan and decides nothing new. Nothing is ever overwritten: a different file in the way
+is a conflict, refused unless ``force``, which first moves it into a new backup run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .catalogue import BackupRun, Entry, Provenance, new_run_id
+from .errors import BackupError, RestoreConflictError, StoreNotFound
+from .hashing import file_sha256
+from .journal import StoreLock
+from .scan import FileFacts, stat_entry
+from .transfer import Move, Op, Role, RunHeader, execute
+
+
+@dataclass(frozen=True)
+class Destination:
+    """What is at a restore destination now: nothing, the same entry, or something different."""
+
+    facts: FileFacts | None
+    same: bool
+
+
+@dataclass(frozen=True)
+class RestoreFacts:
+    """What :func:`decide_restore` needs to know of the disk, read by :func:`read_restore_facts`.
+
+    ``held`` maps each selected name to its backup copy's facts (None: missing); ``intact`` says the
+    copy matches its index; ``destinations`` says what sits at each name in the store.
+    """
+
+    held: Mapping[str, FileFacts | None]
+    intact: Mapping[str, bool]
+    destinations: Mapping[str, Destination]
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What a restore will do: ``moves`` (displacements first, then restores), names already back
+    (identical), and the run that will receive displaced files. Execute it with :func:`restore`."""
+
+    run: BackupRun
+    store: str
+    moves: tuple[Move, ...]
+    already_present: tuple[str, ...]
+    displaced_run_id: str | None
+
+    @property
+    def restores(self) -> tuple[Move, ...]:
+        return tuple(m for m in self.moves if m.role is Role.RESTORE)
+
+    @property
+    def displaces(self) -> tuple[Move, ...]:
+        return tuple(m for m in self.moves if m.role is Role.DISPLACE)
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What a restore did: entries put back, entries already identical in the store, displaced run."""
+
+    restored: tuple[str, ...]
+    already_present: tuple[str, ...]
+    displaced_run: str | None
+
+
+def select(run: BackupRun, names: Sequence[str]) -> list[Entry]:
+    """The run's entries named by ``names`` (all of them when empty); BackupError for unknown names."""
+    by_name = {e.name: e for e in run.entries}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise BackupError(f"run {run.run_id} holds no {', '.join(map(repr, unknown))}")
+    return [by_name[n] for n in (names or list(by_name))]
+
+
+def read_restore_facts(run: BackupRun, entries: Sequence[Entry], store: str) -> RestoreFacts:
+    """Read (never change) the backup copies and the store destinations of ``entries``."""
+    if not os.path.isdir(store):
+        raise StoreNotFound(store, for_restore=True)
+    held, intact, destinations = {}, {}, {}
+    for entry in entries:
+        held[entry.name] = stat_entry(os.fspath(run.path), entry.name)
+        intact[entry.name] = entry.kind != "file" or file_sha256(run.path / entry.name) == entry.sha256
+        there = stat_entry(store, entry.name)
+        destinations[entry.name] = Destination(there, there is not None and _same(store, entry, there))
+    return RestoreFacts(held, intact, destinations)
+
+
+def _same(store: str, entry: Entry, there: FileFacts) -> bool:
+    if entry.kind == "symlink":
+        return there.kind == "symlink" and there.link_target == entry.link_target
+    return there.kind == "file" and file_sha256(os.path.join(store, entry.name)) == entry.sha256
+
+
+def decide_restore(
+    run: BackupRun, entries: Sequence[Entry], store: str, facts: RestoreFacts, force: bool, displaced_run_id: str
+) -> RestorePlan:
+    """Pure: the plan for putting ``entries`` back into ``store``, or the reason it cannot be done.
+
+    Checks everything before planning anything: a missing or corrupt backup copy refuses the whole
+    restore, and so does a different file at a destination unless ``force``.
+    """
+    for entry in entries:
+        if facts.held[entry.name] is None:
+            raise BackupError(f"backup file {run.path / entry.name} is missing; nothing was restored")
+        if not facts.intact[entry.name]:
+            raise BackupError(f"backup file {run.path / entry.name} does not match the sha256 in its index; nothing was restored")
+    present = tuple(sorted(e.name for e in entries if facts.destinations[e.name].same))
+    conflicts = [e.name for e in entries if facts.destinations[e.name].facts is not None and not facts.destinations[e.name].same]
+    if conflicts and not force:
+        raise RestoreConflictError(conflicts)
+    displaced_dir = run.path.parent / displaced_run_id
+    moves = []
+    for name in conflicts:
+        there = facts.destinations[name].facts
+        assert there is not None
+        moves.append(Move(os.path.join(store, name), os.fspath(displaced_dir / name), Role.DISPLACE, there))
+    for entry in entries:
+        if entry.name not in present:
+            held = facts.held[entry.name]
+            assert held is not None
+            moves.append(Move(os.fspath(run.path / entry.name), os.path.join(store, entry.name), Role.RESTORE, held))
+    return RestorePlan(run, store, tuple(moves), present, displaced_run_id if conflicts else None)
+
+
+def plan_restore(run: BackupRun, names: Sequence[str], force: bool, store: str) -> RestorePlan:
+    """Read the disk and decide: the restore plan for ``names`` of ``run`` (all when empty)."""
+    entries = select(run, names)
+    return decide_restore(run, entries, store, read_restore_facts(run, entries, store), force, new_run_id() + "-displaced")
+
+
+def restore(plan: RestorePlan, lock: StoreLock) -> RestoreResult:
+    """Execute ``plan`` as one journaled run under the held store lock."""
+    lock.check(plan.store)
+    displaced = os.fspath(plan.run.path.parent / plan.displaced_run_id) if plan.displaced_run_id else None
+    header = RunHeader(
+        op=Op.RESTORE,
+        run_id=plan.run.run_id,
+        run_dir=os.fspath(plan.run.path),
+        store=plan.store,
+        manifest=Provenance(f"forced restore of {plan.run.run_id}", None, None),
+        created_ns=time.time_ns(),
+        moves=plan.moves,
+        displaced_run_dir=displaced,
+    )
+    outcome = execute(header, lock)
+    if outcome.error:
+        raise BackupError(outcome.error)
+    return RestoreResult(tuple(m.name for m in outcome.moved), plan.already_present, plan.displaced_run_id)
