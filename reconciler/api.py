@@ -178,13 +178,15 @@ class Session:
         return backup_root
 
     def apply(self, plan: Plan, held: Held | None = None) -> ApplyResult:
-        """Move the plan's unmanaged files to a new backup run. Without ``held``, takes the lock and
-        first checks that the store still gives this exact plan (StalePlanError if not)."""
+        """Move the plan's unmanaged files to a new backup run. Without ``held``, takes the lock,
+        re-plans, and applies the fresh plan only if it equals ``plan`` (StalePlanError if not): so a
+        plan read back from a file, or made before the lock was taken, can be passed safely."""
         keep = self._need_manifest().backup_keep
         if held is None:
             with self.lock() as taken:
-                _check_fresh(plan, make_plan(self._need_manifest(), self.scan(), plan.guards), same_backend=True)
-                return apply_plan(plan, self.check_applicable(plan), keep, taken.lock)
+                fresh = make_plan(self._need_manifest(), self.scan(), plan.guards)
+                _check_fresh(plan, fresh, same_backend=True)
+                return apply_plan(fresh, self.check_applicable(fresh), keep, taken.lock)
         return apply_plan(plan, self.check_applicable(plan), keep, held.lock)
 
     def restore(self, plan: RestorePlan, held: Held | None = None) -> RestoreResult:

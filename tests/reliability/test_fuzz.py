@@ -1,5 +1,5 @@
-"""Fuzzing hostile manifests and plan files: a one-line error or a valid result, never a traceback,
-and nothing on disk changes when input is refused."""
+"""Fuzzing hostile manifests and plan files, in-process through the library API, with a sample through the
+real CLI process: a one-line error or a valid result, never a traceback, and nothing on disk changes."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from typer.testing import CliRunner
+import pytest
 
-from reconciler.cli import app
-from reconciler.errors import ManifestError
+from reconciler import ExitCode, ManifestError, ReconcilerError, load_plan, manifest_of, open_session, save_plan
 from reconciler.manifest import parse_manifest
 from reconciler.planfile import checksum
 
-from ..conftest import EXAMPLE_MANIFEST, tree_digest
+from ..conftest import EXAMPLE_MANIFEST, run_cli, tree_digest
+
+CLI_SAMPLE = 20  # how many hostile inputs of each kind also go through the real `ocr-reconcile` process
 
 MANIFESTS = 10_000
 HOSTILE_NAMES = [
@@ -124,30 +125,33 @@ def test_ten_thousand_hostile_manifests(store: Path, tmp_path: Path) -> None:
             refused.append(data)
     assert outcomes["refused"] > MANIFESTS // 2 and outcomes["accepted"] > 0, outcomes
 
-    # every refused manifest, through the real CLI against a real store: exit 1, one-line errors, no change
-    runner = CliRunner()
+    # every 10th refused manifest through the library API against a real store: ManifestError, nothing changed;
+    # a sample of those through the real CLI process: exit 1, one-line errors, no traceback, nothing changed
     before = tree_digest(tmp_path)
     bad = tmp_path / "fuzz.yaml"
-    for data in refused[::10]:
+    through_api = refused[::10]
+    for data in through_api:
         bad.write_bytes(data)
-        result = runner.invoke(app, ["apply", str(bad), "--yes", "--store", str(store)])
-        assert result.exit_code == 1, result.output
-        assert "Traceback" not in result.output
-        assert result.exception is None or isinstance(result.exception, SystemExit)
-        assert all(line.startswith("error: ") for line in result.stderr.splitlines()), result.stderr
-        bad.unlink()
+        with pytest.raises(ManifestError), open_session(bad, store, "directory") as session:
+            session.apply(session.plan())
+    for data in through_api[:: max(1, len(through_api) // CLI_SAMPLE)]:
+        bad.write_bytes(data)
+        result = run_cli("apply", str(bad), "--yes", "--store", str(store))
+        assert result.returncode == ExitCode.ERROR, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr and all(line.startswith("error: ") for line in result.stderr.splitlines()), result.stderr
+    bad.unlink()
     assert tree_digest(tmp_path) == before
-    via_cli = len(refused[::10])
-    summary = f"{outcomes['refused']} refused, {outcomes['accepted']} accepted; {via_cli} refused ones run through apply"
-    print(f"\nfuzz: {MANIFESTS} manifests, {summary}")
+    summary = f"{outcomes['refused']} refused, {outcomes['accepted']} accepted; {len(through_api)} refused ones through the API"
+    print(f"\nfuzz: {MANIFESTS} manifests, {summary}, a sample of {CLI_SAMPLE} through the CLI")
 
 
 def test_hostile_plan_files_change_nothing(store: Path, tmp_path: Path) -> None:
-    runner = CliRunner()
     manifest = tmp_path / "m.yaml"
     manifest.write_text(EXAMPLE_MANIFEST.read_text().replace("path: null", f"path: {store}").replace("backend: auto", "backend: directory"))
     plan_file = tmp_path / "plan.json"
-    assert runner.invoke(app, ["plan", str(manifest), "--out", str(plan_file)]).exit_code == 2
+    with open_session(manifest) as session:
+        save_plan(plan_file, session.plan())
     original = json.loads(plan_file.read_text())
     rng = random.Random(7)
     before = tree_digest(store)
@@ -173,10 +177,19 @@ def test_hostile_plan_files_change_nothing(store: Path, tmp_path: Path) -> None:
         if rng.random() < 0.8:
             doc["checksum"] = checksum(doc)  # an attacker recomputes it
         plan_file.write_text(json.dumps(doc))
-        result = runner.invoke(app, ["apply", str(plan_file), "--yes"])
-        codes[result.exit_code] += 1
-        assert result.exit_code in (1, 5), (trial, result.output)
-        assert all(line.startswith("error: ") for line in result.stderr.splitlines()), result.stderr
+        try:  # what `apply PLANFILE` does, through the library API
+            saved = load_plan(plan_file)
+            with open_session(manifest_of(saved), saved.plan.scan.root, saved.plan.scan.backend) as session:
+                session.apply(saved.plan)
+        except ReconcilerError as exc:
+            codes[exc.exit_code] += 1
+            assert exc.exit_code in (ExitCode.ERROR, ExitCode.STALE_PLAN), (trial, exc)
+        else:
+            raise AssertionError(f"trial {trial}: a hostile plan file was applied")
+        if trial % (400 // CLI_SAMPLE) == 0:  # a sample through the real CLI process
+            result = run_cli("apply", str(plan_file), "--yes")
+            assert result.returncode in (ExitCode.ERROR, ExitCode.STALE_PLAN), (trial, result.stdout, result.stderr)
+            assert result.stderr and all(line.startswith("error: ") for line in result.stderr.splitlines()), result.stderr
     assert tree_digest(store) == before
     assert sum(codes.values()) > 350
-    print(f"\nhostile plan files: {sum(codes.values())} tried, exit codes {dict(codes)}, store unchanged")
+    print(f"\nhostile plan files: {sum(codes.values())} tried, exit codes { {int(k): v for k, v in codes.items()} }, store unchanged")

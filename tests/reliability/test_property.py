@@ -11,11 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.apply import apply_plan, find_run, restore_run
+from reconciler import Action, Guards, open_session
 from reconciler.manifest import Manifest, parse_manifest
-from reconciler.plan import Action, Guards, glob_match, make_plan
-from reconciler.scan import scan_store
-from reconciler.stores import DirectoryStore
+from reconciler.plan import glob_match
 
 from .common import originals
 
@@ -72,23 +70,24 @@ def test_plan_apply_restore_properties(case: tuple[dict[str, bytes | str], list[
         root.mkdir()
         _build(root, layout)
         before = originals(root)
-        plan = make_plan(manifest, scan_store(DirectoryStore(root)), Guards(allow_empty=True))
+        with open_session(manifest, root, "directory", backup_dir=Path(tmp) / "backups") as session:
+            plan = session.plan(guards=Guards(allow_empty=True))
 
-        # plan never deletes a declared or whitelisted file, and deletes every other one when pruning
-        for change in plan.changes:
-            protected = change.name in declared or any(glob_match(p, change.name) for p in whitelist)
-            if protected:
-                assert change.action is not Action.DELETE, change
-            elif change.before is not None and prune:
-                assert change.action is Action.DELETE, change
-        assert {c.name for c in plan.changes if c.before is not None} == set(before)
+            # plan never deletes a declared or whitelisted file, and deletes every other one when pruning
+            for change in plan.changes:
+                protected = change.name in declared or any(glob_match(p, change.name) for p in whitelist)
+                if protected:
+                    assert change.action is not Action.DELETE, change
+                elif change.before is not None and prune:
+                    assert change.action is Action.DELETE, change
+            assert {c.name for c in plan.changes if c.before is not None} == set(before)
 
-        result = apply_plan(plan, Path(tmp) / "backups", keep=None)
-        after = originals(root)
-        moved = {c.name for c in plan.to_delete}
-        assert {m.name for m in result.moved} == moved
-        assert set(before) - set(after) == moved and all(after[n] == before[n] for n in after)
+            result = session.apply(plan)  # takes the lock and re-checks the plan itself
+            after = originals(root)
+            moved = {c.name for c in plan.to_delete}
+            assert {m.name for m in result.moved} == moved
+            assert set(before) - set(after) == moved and all(after[n] == before[n] for n in after)
 
-        if result.run_id is not None:
-            restore_run(find_run(Path(tmp) / "backups", result.run_id), [], force=False)
-        assert originals(root) == before
+            if result.run_id is not None:
+                session.restore(session.plan_restore(result.run_id))
+            assert originals(root) == before
