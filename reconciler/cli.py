@@ -9,90 +9,49 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
 
 from . import __version__, render
-from .api import Held, Session, manifest_of, open_session, plan_fleet
-from .errors import (
-    ConfirmationRefused,
-    ExitCode,
-    GuardError,
-    LockedError,
-    ManifestError,
-    PendingRunError,
-    ReconcilerError,
-    RestoreConflictError,
-    StalePlanError,
-    StoreNotFound,
-    UnknownRunError,
-    UsageError,
+from .api import manifest_of, open_session, plan_fleet
+from .cli_support import (
+    AllowEmptyOpt,
+    BackendOpt,
+    BackupDirOpt,
+    FormatOpt,
+    Group,
+    JsonOpt,
+    LicenseOpt,
+    LockTimeoutOpt,
+    ManifestArg,
+    ManifestOpt,
+    MaxDeleteOpt,
+    StoreOpt,
+    colour,
+    confirm,
+    errors,
+    output_format,
+    report_pending,
+    say_recovery,
+    state_files,
 )
+from .errors import ExitCode, ManifestError, ReconcilerError, StalePlanError, UsageError
 from .manifest import load_manifest
 from .plan import Action, FleetPlan, Plan, guards_for
 from .planfile import load_plan, save_plan, snapshot_doc, with_checksum, write_document
-from .stores import BACKENDS
 
 log = logging.getLogger("reconciler")
 
 
-class _Group(TyperGroup):
-    """Runs every command non-standalone so that all exits go through one mapping."""
-
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        windows_expand_args: bool = True,
-        **extra: Any,
-    ) -> Any:
-        try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
-        except typer.TyperException as exc:  # usage errors: exit 1, not click's 2
-            show = getattr(exc, "show", None)
-            if callable(show):
-                show()
-            else:
-                typer.echo(f"error: {exc.format_message()}", err=True)
-            sys.exit(ExitCode.ERROR)
-        except typer.Exit as exc:
-            sys.exit(exc.exit_code)
-        except (typer.Abort, KeyboardInterrupt):
-            typer.echo("Interrupted.", err=True)
-            sys.exit(ExitCode.INTERRUPTED)
-        sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
-
-
 app = typer.Typer(
-    cls=_Group,
+    cls=Group,
     help="Make an Aspose OCR AI model folder match a declared manifest: validate, plan, apply, restore.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-ManifestArg = Annotated[Path, typer.Argument(help="Manifest YAML file.", show_default=False)]
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="Model folder; overrides store.path.")]
-BackendOpt = Annotated[str | None, typer.Option("--backend", help=f"Override store.backend ({'|'.join(BACKENDS)}).")]
-LicenseOpt = Annotated[Path | None, typer.Option("--license", help="Aspose license file to apply (lifts the evaluation filter).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
-FormatOpt = Annotated[str, typer.Option("--format", help="Output format: text, json or markdown.")]
-MaxDeleteOpt = Annotated[
-    int | None, typer.Option("--max-delete", min=0, help="Refuse to move more files than this (stricter of this and limits.max_delete).")
-]
-LockTimeoutOpt = Annotated[float, typer.Option("--lock-timeout", min=0, help="Wait this many seconds for another run's store lock.")]
-AllowEmptyOpt = Annotated[
-    bool, typer.Option("--allow-empty", help="Allow a plan that moves every file, or whose manifest declares no models.")
-]
-BackupDirOpt = Annotated[Path | None, typer.Option("--backup-dir", help="Backup folder; overrides backup.dir.")]
-ManifestOpt = Annotated[Path | None, typer.Option("--manifest", "-m", help="Manifest to take the store and backup settings from.")]
 
 
 def _version(value: bool) -> None:
@@ -109,77 +68,6 @@ def _main(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="ocr-reconcile: %(message)s", stream=sys.stderr, force=True
     )
-
-
-def _hint(exc: ReconcilerError) -> str:
-    """How to get past ``exc`` with this command's flags ("" when there is nothing to add)."""
-    if isinstance(exc, StoreNotFound):
-        return "; pass --store to restore elsewhere" if exc.for_restore else " (create it, or set store.path / --store)"
-    if isinstance(exc, LockedError):
-        return "; retry, or pass --lock-timeout SECONDS to wait"
-    if isinstance(exc, PendingRunError):
-        return "; run ocr-reconcile recover first"
-    if isinstance(exc, UnknownRunError) and not exc.candidates:
-        return " (see: ocr-reconcile backups)"
-    if isinstance(exc, RestoreConflictError):
-        return " (--force moves it to a new backup run first)"
-    return ""
-
-
-def _messages(exc: ReconcilerError) -> list[str]:
-    """The lines printed for ``exc``, each prefixed with ``error:`` by the caller."""
-    if isinstance(exc, GuardError):
-        return ["; ".join(render.violation_text(v) for v in exc.violations) + "; nothing was moved"]  # type: ignore[arg-type]
-    lines = str(exc).splitlines() or [type(exc).__name__]
-    lines[-1] += _hint(exc)
-    return lines
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Map the core's error hierarchy to one message per line and the class's exit code."""
-    try:
-        yield
-    except ReconcilerError as exc:
-        for line in _messages(exc):
-            typer.echo(f"error: {line}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except (typer.Exit, typer.Abort, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # a bug: say so in one line, no traceback
-        log.debug("internal error", exc_info=True)
-        typer.echo(f"error: internal error: {type(exc).__name__}: {exc} (please report it)", err=True)
-        raise typer.Exit(ExitCode.ERROR) from None
-
-
-def _report_pending(session: Session) -> None:
-    """Warn about an interrupted run (read-only commands do not recover it)."""
-    try:
-        root = session.store_root()
-    except StoreNotFound:
-        return
-    pending = session.pending(root)
-    if pending is not None:
-        typer.echo(
-            f"warning: an interrupted {pending.op} ({pending.run_id or '?'}) was found on {root}; "
-            "run 'ocr-reconcile recover' (apply and restore do it first)",
-            err=True,
-        )
-
-
-def _say_recovery(held: Held) -> None:
-    if held.recovery is not None:
-        typer.echo(render.recovery_text(held.recovery), err=True)
-
-
-def _format(fmt: str, as_json: bool) -> str:
-    if fmt not in render.FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(render.FORMATS)} (got {fmt!r})")
-    return "json" if as_json else fmt
-
-
-def _colour() -> bool:
-    return render.use_colour(sys.stdout.isatty())
 
 
 @app.command()
@@ -200,26 +88,6 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Manifest files to
         raise typer.Exit(ExitCode.ERROR)
 
 
-def _state_files(state: Path | None, extra: list[Path]) -> list[Path]:
-    """``--state`` files: the option's value (a file, a folder of *.json, or a quoted glob) plus the
-    shell-expanded rest of ``--state snapshots/*.json``, which arrives as extra arguments."""
-    if state is None:
-        if extra:
-            raise UsageError(f"unexpected extra arguments: {' '.join(map(str, extra))}")
-        return []
-    paths: list[Path] = []
-    for item in [state, *extra]:
-        if item.is_dir():
-            paths += sorted(item.glob("*.json"))
-        elif any(ch in str(item) for ch in "*?["):
-            paths += sorted(Path().glob(str(item))) if not item.is_absolute() else sorted(Path("/").glob(str(item)[1:]))
-        else:
-            paths.append(item)
-    if not paths:
-        raise UsageError(f"--state {state}: no snapshot files found")
-    return paths
-
-
 @app.command()
 def plan(
     manifest_file: ManifestArg,
@@ -235,9 +103,9 @@ def plan(
     allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Show what apply would do. Changes nothing. Exit 0 no changes, 2 changes pending, 3 cannot converge."""
-    with _errors():
-        fmt = _format(fmt, as_json)
-        snapshots = _state_files(state, more_states or [])
+    with errors():
+        fmt = output_format(fmt, as_json)
+        snapshots = state_files(state, more_states or [])
         manifest = load_manifest(manifest_file)
         if snapshots:
             if out is not None:
@@ -245,11 +113,11 @@ def plan(
             result: Plan | FleetPlan = plan_fleet(manifest, snapshots, guards_for(manifest, max_delete, allow_empty))
         else:
             with open_session(manifest, store, backend, license_file) as session:
-                _report_pending(session)
+                report_pending(session)
                 result = live = session.plan(max_delete, allow_empty)
             if out is not None:
                 save_plan(out, live)
-        typer.echo(render.render_plan(result, fmt, _colour()), nl=fmt != "markdown")
+        typer.echo(render.render_plan(result, fmt, colour()), nl=fmt != "markdown")
         if out is not None:
             typer.echo(f"Saved plan to {out}. Apply exactly this plan with: ocr-reconcile apply {out}", err=True)
     raise typer.Exit(result.detailed_exit_code)
@@ -269,7 +137,7 @@ def apply(
     """Re-plan (or verify a saved plan), show it, confirm, then move unmanaged files to a backup run.
 
     Holds the store lock throughout, and first finishes any run a crash interrupted."""
-    with _errors():
+    with errors():
         saved = None
         if source.suffix == ".json":
             if store or backend or max_delete is not None or allow_empty:
@@ -282,13 +150,13 @@ def apply(
         else:
             manifest = load_manifest(source)
         with open_session(manifest, store, backend, license_file, lock_timeout=lock_timeout) as session, session.lock() as held:
-            _say_recovery(held)
+            say_recovery(held)
             result = session.verify(saved) if saved is not None else session.plan(max_delete, allow_empty)
-            typer.echo(render.plan_text(result, _colour()))
+            typer.echo(render.plan_text(result, colour()))
             backup_root = session.check_applicable(result)
             if not result.has_changes:
                 raise typer.Exit(ExitCode.OK)
-            _confirm(f"Move {len(result.to_delete)} files ({render.format_size(result.bytes_freed)}) to {backup_root}?", yes)
+            confirm(f"Move {len(result.to_delete)} files ({render.format_size(result.bytes_freed)}) to {backup_root}?", yes)
             outcome = session.apply(result, held)
         typer.echo(render.apply_text(outcome, f" -m {manifest.source}" + (f" --store {store}" if store else "")))
     raise typer.Exit(ExitCode.CHANGES if outcome.skipped else ExitCode.OK)
@@ -301,29 +169,20 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Render a saved plan without applying it; warn (exit 0 all the same) when it is stale."""
-    with _errors():
-        fmt = _format(fmt, as_json)
+    with errors():
+        fmt = output_format(fmt, as_json)
         saved = load_plan(plan_file)
-        shown = render.dumps(with_checksum(saved.to_doc())) if fmt == "json" else render.render_plan(saved.plan, fmt, _colour())
+        shown = render.dumps(with_checksum(saved.to_doc())) if fmt == "json" else render.render_plan(saved.plan, fmt, colour())
         typer.echo(shown, nl=fmt != "markdown")
         try:  # read with the directory backend: no engine needed to tell staleness
             with open_session(manifest_of(saved), saved.plan.scan.root, "directory") as session:
-                _report_pending(session)
+                report_pending(session)
                 session.verify(saved, same_backend=False)
         except StalePlanError as exc:
             for line in ["this plan is stale; apply would refuse it:", *exc.differences]:
                 typer.echo(f"warning: {line}", err=True)
         except ReconcilerError as exc:
             typer.echo(f"warning: cannot check whether this plan is stale: {exc}", err=True)
-
-
-def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise ConfirmationRefused("standard input is not a terminal; pass --yes to apply without asking")
-    if not typer.confirm(question, default=False):
-        raise ConfirmationRefused("not confirmed; nothing was moved")
 
 
 @app.command()
@@ -334,9 +193,9 @@ def check(
     license_file: LicenseOpt = None,
 ) -> None:
     """Read-only drift check for monitoring: exit 0 converged, 2 drift (to move or missing), 1 error."""
-    with _errors():
+    with errors():
         with open_session(manifest_file, store, backend, license_file) as session:
-            _report_pending(session)
+            report_pending(session)
             result = session.plan()
         root, source = result.scan.root, result.manifest.source
         if result.converges and not result.has_changes:
@@ -362,9 +221,9 @@ def snapshot(
     host: Annotated[str | None, typer.Option("--host", help="Host name to record (default: this machine's).")] = None,
 ) -> None:
     """Record the store's inventory for fleet plans (plan --state). Changes nothing."""
-    with _errors():
+    with errors():
         with open_session(manifest, store, backend, license_file) as session:
-            _report_pending(session)
+            report_pending(session)
             snap = session.snapshot(hash_files, host)
         if out is None:
             typer.echo(render.dumps(with_checksum(snapshot_doc(snap))))
@@ -383,10 +242,10 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """Show what the store holds: name, size, declared/whitelisted/unmanaged, engine visibility."""
-    with _errors():
-        fmt = _format(fmt, as_json)
+    with errors():
+        fmt = output_format(fmt, as_json)
         with open_session(manifest_file, store, backend, license_file) as session:
-            _report_pending(session)
+            report_pending(session)
             scan = session.scan()
         typer.echo(render.render_list(scan, session.manifest, fmt), nl=fmt != "markdown")
 
@@ -399,8 +258,8 @@ def backups(
     as_json: JsonOpt = False,
 ) -> None:
     """List backup runs, newest first, with their sizes."""
-    with _errors(), open_session(manifest, store, backup_dir=backup_dir) as session:
-        _report_pending(session)
+    with errors(), open_session(manifest, store, backup_dir=backup_dir) as session:
+        report_pending(session)
         runs = session.backups()
         typer.echo(render.dumps(render.runs_json(runs)) if as_json else render.runs_text(runs, str(session.backup_root())))
 
@@ -417,13 +276,13 @@ def restore(
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
     """Put backed-up files back into the store; never overwrites a different file unless --force."""
-    with _errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
+    with errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
         if dry_run:
             typer.echo(render.restore_plan_text(session.plan_restore(run_id, names or [], force)))
             return
         target = session.restore_target(session.find_run(run_id))
         with session.lock("restore", target) as held:
-            _say_recovery(held)
+            say_recovery(held)
             planned = session.plan_restore(run_id, names or [], force)
             result = session.restore(planned, held)
         typer.echo(render.restore_text(planned.run.run_id, result))
@@ -436,7 +295,7 @@ def recover_(
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
     """Finish a run that a crash interrupted (apply and restore do this first by themselves)."""
-    with _errors(), open_session(manifest, store, lock_timeout=lock_timeout) as session:
+    with errors(), open_session(manifest, store, lock_timeout=lock_timeout) as session:
         result = session.recover()
         typer.echo(render.recovery_text(result) if result else f"Nothing to recover on {session.store_root()}.")
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import IntEnum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from .plan import Violation
 
 
 class ExitCode(IntEnum):
@@ -90,12 +93,12 @@ class CannotConvergeError(ReconcilerError):
 
 
 class GuardError(ReconcilerError):
-    """A plan breaks deletion guards. ``violations`` are ``plan.Violation`` values."""
+    """A plan breaks deletion guards; ``violations`` say which (``Violation.guard``) and how."""
 
     exit_code = ExitCode.GUARD
     reason = "guard"
 
-    def __init__(self, violations: Sequence[object]) -> None:
+    def __init__(self, violations: Sequence[Violation]) -> None:
         self.violations = tuple(violations)
         super().__init__("; ".join(str(v) for v in self.violations) + "; nothing was moved")
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -23,6 +23,7 @@ import jsonschema
 import yaml
 
 from .errors import ManifestError
+from .yaml_nodes import field_path, key_node, mark, node_at, pos
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -185,7 +186,7 @@ def parse_manifest(data: bytes, source: str, base_dir: Path | None = None) -> Ma
     except (ValueError, OverflowError) as exc:  # e.g. an out-of-range timestamp
         raise ManifestError([f"{source}: (document): {_one_line(str(exc))}"]) from None
     if not isinstance(doc, dict):
-        raise ManifestError([f"{source}:{_pos(node)}: (document): the manifest must be a mapping of fields", *problems])
+        raise ManifestError([f"{source}:{pos(node)}: (document): the manifest must be a mapping of fields", *problems])
     problems += _schema_problems(doc, node, source)
     problems += _duplicate_model_problems(doc, node, source)
     if problems:
@@ -210,12 +211,12 @@ def _compose(text: str, source: str) -> yaml.Node:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent):
                 raise ManifestError(
-                    [f"{source}:{_mark(event.start_mark)}: (document): YAML aliases (*{event.anchor}) are not allowed in manifests"]
+                    [f"{source}:{mark(event.start_mark)}: (document): YAML aliases (*{event.anchor}) are not allowed in manifests"]
                 )
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise ManifestError([f"{source}:{_mark(event.start_mark)}: (document): nesting deeper than {MAX_DEPTH} levels"])
+                    raise ManifestError([f"{source}:{mark(event.start_mark)}: (document): nesting deeper than {MAX_DEPTH} levels"])
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
         loader = yaml.SafeLoader(text)
@@ -241,8 +242,8 @@ def _position_key(line: str, source: str) -> tuple[int, int]:
 
 def _yaml_error(exc: yaml.YAMLError, source: str) -> ManifestError:
     if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        where = _mark(mark) if mark else "1:1"
+        at = exc.problem_mark or exc.context_mark
+        where = mark(at) if at else "1:1"
         return ManifestError([f"{source}:{where}: (document): invalid YAML: {_one_line(str(exc.problem or exc.context))}"])
     return ManifestError([f"{source}: (document): invalid YAML: {_one_line(str(exc))}"])
 
@@ -253,11 +254,11 @@ def _structure_problems(node: yaml.Node, source: str, path: tuple[str | int, ...
         seen: dict[str, yaml.Node] = {}
         for key, value in node.value:
             if not isinstance(key, yaml.ScalarNode) or key.tag != "tag:yaml.org,2002:str":
-                yield f"{source}:{_pos(key)}: {field_path(path)}: mapping keys must be plain strings"
+                yield f"{source}:{pos(key)}: {field_path(path)}: mapping keys must be plain strings"
                 continue
             if key.value in seen:
                 first = seen[key.value].start_mark.line + 1
-                yield f"{source}:{_pos(key)}: {field_path((*path, key.value))}: duplicate key (first at line {first})"
+                yield f"{source}:{pos(key)}: {field_path((*path, key.value))}: duplicate key (first at line {first})"
             seen.setdefault(key.value, key)
             yield from _structure_problems(value, source, (*path, key.value))
     elif isinstance(node, yaml.SequenceNode):
@@ -267,19 +268,19 @@ def _structure_problems(node: yaml.Node, source: str, path: tuple[str | int, ...
 
 def _schema_problems(doc: dict[str, Any], root: yaml.Node, source: str) -> Iterator[str]:
     validator = jsonschema.Draft202012Validator(manifest_schema())
-    errors = sorted(validator.iter_errors(doc), key=lambda e: (_node_at(root, e.absolute_path).start_mark.index, str(e.message)))
+    errors = sorted(validator.iter_errors(doc), key=lambda e: (node_at(root, e.absolute_path).start_mark.index, str(e.message)))
     for error in errors:
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = set(error.schema.get("properties", {}))
-            parent = _node_at(root, path)
+            parent = node_at(root, path)
             for key in sorted(k for k in error.instance if isinstance(k, str) and k not in allowed):
-                where = _key_node(parent, key) or parent
+                where = key_node(parent, key) or parent
                 hint = ", ".join(sorted(allowed))
-                yield f"{source}:{_pos(where)}: {field_path((*path, key))}: unknown field (allowed here: {hint})"
+                yield f"{source}:{pos(where)}: {field_path((*path, key))}: unknown field (allowed here: {hint})"
             continue
-        node = _node_at(root, path)
-        yield f"{source}:{_pos(node)}: {field_path(path)}: {_message(error)}"
+        node = node_at(root, path)
+        yield f"{source}:{pos(node)}: {field_path(path)}: {_message(error)}"
 
 
 def _message(error: jsonschema.ValidationError) -> str:
@@ -311,7 +312,7 @@ def _duplicate_model_problems(doc: dict[str, Any], root: yaml.Node, source: str)
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str):
             continue
-        where = f"{source}:{_pos(_node_at(root, ('models', index, 'name')))}: models[{index}].name"
+        where = f"{source}:{pos(node_at(root, ('models', index, 'name')))}: models[{index}].name"
         if fold(name) in first:
             at, other = first[fold(name)]
             if other == name:
@@ -365,47 +366,6 @@ def _resolve(value: str | None, base_dir: Path) -> Path | None:
     if value is None:
         return None
     return Path(os.path.normpath(base_dir / Path(value).expanduser()))
-
-
-def field_path(path: Sequence[str | int]) -> str:
-    """Render a JSON path as ``models[2].name``; the empty path is ``(document)``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(document)"
-
-
-def _node_at(root: yaml.Node, path: Sequence[str | int]) -> yaml.Node:
-    """The deepest node along ``path`` (falls back to the last one found)."""
-    node = root
-    for part in path:
-        child: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == part:
-                    child = value
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
-        if child is None:
-            break
-        node = child
-    return node
-
-
-def _key_node(mapping: yaml.Node, key: str) -> yaml.Node | None:
-    if isinstance(mapping, yaml.MappingNode):
-        for k, _ in mapping.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == key:
-                return k
-    return None
-
-
-def _pos(node: yaml.Node) -> str:
-    return _mark(node.start_mark)
-
-
-def _mark(mark: Any) -> str:
-    return f"{mark.line + 1}:{mark.column + 1}"
 
 
 def _short(value: Any) -> str:

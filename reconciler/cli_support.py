@@ -1,0 +1,181 @@
+"""The CLI's plumbing, kept apart so that ``cli.py`` holds only commands: the option types shared by
+commands, the error-to-message mapping (the one place that adds flag hints to the core's errors),
+and small helpers for prompts, formats and ``--state`` files. Part of the CLI layer: nothing below
+the CLI imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from . import render
+from .api import Held, Session
+from .errors import (
+    ConfirmationRefused,
+    ExitCode,
+    GuardError,
+    LockedError,
+    PendingRunError,
+    ReconcilerError,
+    RestoreConflictError,
+    StoreNotFound,
+    UnknownRunError,
+    UsageError,
+)
+from .stores import BACKENDS
+
+log = logging.getLogger("reconciler")
+
+
+class Group(TyperGroup):
+    """Runs every command non-standalone so that all exits go through one mapping."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
+        except typer.TyperException as exc:  # usage errors: exit 1, not click's 2
+            show = getattr(exc, "show", None)
+            if callable(show):
+                show()
+            else:
+                typer.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(ExitCode.ERROR)
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+        except (typer.Abort, KeyboardInterrupt):
+            typer.echo("Interrupted.", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
+
+
+ManifestArg = Annotated[Path, typer.Argument(help="Manifest YAML file.", show_default=False)]
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="Model folder; overrides store.path.")]
+BackendOpt = Annotated[str | None, typer.Option("--backend", help=f"Override store.backend ({'|'.join(BACKENDS)}).")]
+LicenseOpt = Annotated[Path | None, typer.Option("--license", help="Aspose license file to apply (lifts the evaluation filter).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Output format: text, json or markdown.")]
+MaxDeleteOpt = Annotated[
+    int | None, typer.Option("--max-delete", min=0, help="Refuse to move more files than this (stricter of this and limits.max_delete).")
+]
+LockTimeoutOpt = Annotated[float, typer.Option("--lock-timeout", min=0, help="Wait this many seconds for another run's store lock.")]
+AllowEmptyOpt = Annotated[
+    bool, typer.Option("--allow-empty", help="Allow a plan that moves every file, or whose manifest declares no models.")
+]
+BackupDirOpt = Annotated[Path | None, typer.Option("--backup-dir", help="Backup folder; overrides backup.dir.")]
+ManifestOpt = Annotated[Path | None, typer.Option("--manifest", "-m", help="Manifest to take the store and backup settings from.")]
+
+
+def _hint(exc: ReconcilerError) -> str:
+    """How to get past ``exc`` with this command's flags ("" when there is nothing to add)."""
+    if isinstance(exc, StoreNotFound):
+        return "; pass --store to restore elsewhere" if exc.for_restore else " (create it, or set store.path / --store)"
+    if isinstance(exc, LockedError):
+        return "; retry, or pass --lock-timeout SECONDS to wait"
+    if isinstance(exc, PendingRunError):
+        return "; run ocr-reconcile recover first"
+    if isinstance(exc, UnknownRunError) and not exc.candidates:
+        return " (see: ocr-reconcile backups)"
+    if isinstance(exc, RestoreConflictError):
+        return " (--force moves it to a new backup run first)"
+    return ""
+
+
+def messages(exc: ReconcilerError) -> list[str]:
+    """The lines printed for ``exc``, each prefixed with ``error:`` by the caller."""
+    if isinstance(exc, GuardError):
+        return ["; ".join(render.violation_text(v) for v in exc.violations) + "; nothing was moved"]
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    lines[-1] += _hint(exc)
+    return lines
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Map the core's error hierarchy to one message per line and the class's exit code."""
+    try:
+        yield
+    except ReconcilerError as exc:
+        for line in messages(exc):
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a bug: say so in one line, no traceback
+        log.debug("internal error", exc_info=True)
+        typer.echo(f"error: internal error: {type(exc).__name__}: {exc} (please report it)", err=True)
+        raise typer.Exit(ExitCode.ERROR) from None
+
+
+def report_pending(session: Session) -> None:
+    """Warn about an interrupted run (read-only commands do not recover it)."""
+    try:
+        root = session.store_root()
+    except StoreNotFound:
+        return
+    pending = session.pending(root)
+    if pending is not None:
+        typer.echo(
+            f"warning: an interrupted {pending.op} ({pending.run_id or '?'}) was found on {root}; "
+            "run 'ocr-reconcile recover' (apply and restore do it first)",
+            err=True,
+        )
+
+
+def say_recovery(held: Held) -> None:
+    if held.recovery is not None:
+        typer.echo(render.recovery_text(held.recovery), err=True)
+
+
+def output_format(fmt: str, as_json: bool) -> str:
+    if fmt not in render.FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(render.FORMATS)} (got {fmt!r})")
+    return "json" if as_json else fmt
+
+
+def colour() -> bool:
+    return render.use_colour(sys.stdout.isatty())
+
+
+def state_files(state: Path | None, extra: list[Path]) -> list[Path]:
+    """``--state`` files: the option's value (a file, a folder of *.json, or a quoted glob) plus the
+    shell-expanded rest of ``--state snapshots/*.json``, which arrives as extra arguments."""
+    if state is None:
+        if extra:
+            raise UsageError(f"unexpected extra arguments: {' '.join(map(str, extra))}")
+        return []
+    paths: list[Path] = []
+    for item in [state, *extra]:
+        if item.is_dir():
+            paths += sorted(item.glob("*.json"))
+        elif any(ch in str(item) for ch in "*?["):
+            paths += sorted(Path().glob(str(item))) if not item.is_absolute() else sorted(Path("/").glob(str(item)[1:]))
+        else:
+            paths.append(item)
+    if not paths:
+        raise UsageError(f"--state {state}: no snapshot files found")
+    return paths
+
+
+def confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfirmationRefused("standard input is not a terminal; pass --yes to apply without asking")
+    if not typer.confirm(question, default=False):
+        raise ConfirmationRefused("not confirmed; nothing was moved")

@@ -1,0 +1,218 @@
+"""The library API and the shape of the code: what a second front end (the Ansible module) relies on."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import reconciler
+from reconciler import (
+    Action,
+    ExitCode,
+    GuardError,
+    LockedError,
+    ReconcilerError,
+    RestoreConflictError,
+    StalePlanError,
+    StoreNotFound,
+    open_session,
+)
+from reconciler.apply import apply_plan
+from reconciler.cli import app
+from reconciler.errors import ManifestError
+from reconciler.layout import default_backup_root
+from reconciler.manifest import load_schema
+from reconciler.planfile import plan_doc
+
+from .conftest import ROOT, tree_digest
+from .test_planfile import assert_plan_schema
+
+PACKAGE = ROOT / "reconciler"
+FRONT_ENDS = {"cli.py", "cli_support.py", "render.py"}  # the CLI layer: the only modules that may name flags
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found.update([node.module] if node.module else [a.name for a in node.names])
+    return found
+
+
+def test_nothing_below_the_cli_imports_render_and_no_module_is_over_400_lines() -> None:
+    for path in sorted(PACKAGE.glob("*.py")):
+        if path.name not in FRONT_ENDS:
+            assert not {"render", "cli", "cli_support"} & _imports(path), f"{path.name} imports the CLI layer"
+        assert len(path.read_text().splitlines()) <= 400, f"{path.name} is over 400 lines"
+
+
+def test_the_core_never_names_a_command_line_flag() -> None:
+    """Messages from the core describe the problem; only the CLI says which flag gets past it."""
+    flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+    for path in sorted(PACKAGE.glob("*.py")):
+        if path.name in FRONT_ENDS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and not _is_docstring(node, path):
+                assert not flag.search(node.value), f"{path.name}:{node.lineno}: {node.value!r}"
+
+
+def _is_docstring(node: ast.Constant, path: Path) -> bool:
+    tree = ast.parse(path.read_text())
+    for parent in ast.walk(tree):
+        body = getattr(parent, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and body[0].value is node:
+            return True
+    return any(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and n.value.lineno == node.lineno for n in ast.walk(tree))
+
+
+def test_every_error_has_an_exit_code_and_a_reason() -> None:
+    classes = [c for c in vars(reconciler.errors).values() if isinstance(c, type) and issubclass(c, ReconcilerError)]
+    assert len(classes) >= 15
+    for cls in classes:
+        assert isinstance(cls.exit_code, ExitCode) and re.fullmatch(r"[a-z_]+", cls.reason), cls
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 6, 130]
+
+
+def test_public_api_is_exported() -> None:
+    for name in reconciler.__all__:
+        assert hasattr(reconciler, name), name
+    assert {"open_session", "Session", "Plan", "ExitCode", "load_plan", "ReconcilerError"} <= set(reconciler.__all__)
+
+
+def test_actions_carry_their_properties_and_match_the_schema() -> None:
+    schema = load_schema("plan.schema.json")
+    enum = schema["$defs"]["plan"]["properties"]["changes"]["items"]["properties"]["actions"]["items"]["enum"]
+    assert sorted(enum) == sorted(a.value for a in Action)
+    summary = schema["$defs"]["plan"]["properties"]["summary"]["properties"]
+    assert {a.value for a in Action} <= set(summary)
+    assert len({a.symbol for a in Action}) == len(Action)
+    assert [a for a in Action if a.is_change] == [Action.DELETE]
+    assert {a for a in Action if a.blocks} == {Action.MISSING, Action.MISMATCH}
+
+
+def test_a_pin_mismatch_is_its_own_action_in_every_format(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    manifest = write_manifest(models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "sha256": "0" * 64}])
+    before = tree_digest(store)
+    text = runner.invoke(app, ["plan", str(manifest)])
+    assert text.exit_code == ExitCode.CANNOT_CONVERGE
+    assert "  * Llama-3.2-3B-Instruct-Q4_K_M.gguf" in text.stdout and "mismatch: declared, but sha256" in text.stdout
+    assert ", 1 differ from their pin" in text.stdout
+    doc = json.loads(runner.invoke(app, ["plan", str(manifest), "--json"]).stdout)
+    assert_plan_schema(doc)
+    assert doc["summary"]["mismatch"] == 1 and doc["summary"]["missing"] == 0 and not doc["summary"]["converges"]
+    md = runner.invoke(app, ["plan", str(manifest), "--format", "markdown"]).stdout
+    assert "1 differ from their pin" in md.splitlines()[0] and "| `*` | `Llama-3.2-3B-Instruct-Q4_K_M.gguf` |" in md
+    check = runner.invoke(app, ["check", str(manifest)])
+    assert check.exit_code == ExitCode.CHANGES and "1 differ from their pin (Llama-3.2-3B-Instruct-Q4_K_M.gguf)" in check.stdout
+    applied = runner.invoke(app, ["apply", str(manifest), "--yes"])
+    assert applied.exit_code == ExitCode.CANNOT_CONVERGE and tree_digest(store) == before
+    saved = tmp_path / "p.json"
+    runner.invoke(app, ["plan", str(manifest), "--out", str(saved)])
+    assert "  * Llama" in runner.invoke(app, ["show", str(saved)]).stdout
+
+
+def test_session_plan_apply_restore(store: Path, write_manifest: Callable[..., Path]) -> None:
+    before = tree_digest(store)
+    with open_session(write_manifest()) as session:
+        plan = session.plan()
+        assert plan.detailed_exit_code == ExitCode.CHANGES and len(plan.to_delete) == 4
+        result = session.apply(plan)
+        assert result.run_id and {m.name for m in result.moved} == {c.name for c in plan.to_delete}
+        assert session.plan().detailed_exit_code == ExitCode.OK
+        assert [r.run_id for r in session.backups()] == [result.run_id]
+        dry = session.plan_restore(result.run_id[:10])
+        assert {m.name for m in dry.restores} == {m.name for m in result.moved} and not dry.displaces
+        assert tree_digest(store) != before  # planning a restore changed nothing
+        session.restore(dry)
+    assert tree_digest(store) == before
+
+
+def test_session_apply_refuses_a_plan_the_store_no_longer_gives(store: Path, write_manifest: Callable[..., Path]) -> None:
+    with open_session(write_manifest()) as session:
+        plan = session.plan()
+        (store / "appeared.gguf").write_bytes(b"new")
+        before = tree_digest(store)
+        with pytest.raises(StalePlanError) as caught:
+            session.apply(plan)
+        assert caught.value.differences == ("added: appeared.gguf",)
+    assert tree_digest(store) == before
+
+
+def test_mutations_need_the_held_lock_of_their_store(store: Path, write_manifest: Callable[..., Path], tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    with open_session(write_manifest()) as session:
+        plan = session.plan()
+        with (
+            open_session(store=other, backend="directory") as elsewhere,
+            elsewhere.lock() as held,
+            pytest.raises(ReconcilerError, match=r"lock for .* is not held"),
+        ):
+            apply_plan(plan, default_backup_root(plan.scan.root), 5, held.lock)
+        with session.lock() as held:
+            pass
+        with pytest.raises(ReconcilerError, match="not held"):
+            apply_plan(plan, default_backup_root(plan.scan.root), 5, held.lock)  # released when its block ended
+        with (
+            session.lock() as held,
+            pytest.raises(LockedError) as locked,
+            open_session(store=store, backend="directory") as rival,
+            rival.lock(),
+        ):
+            pass
+        assert locked.value.reason == "locked" and locked.value.holder["command"] == "apply"
+    assert (store / "phi-2.Q4_K_M.gguf").exists()
+
+
+def test_errors_carry_data_and_the_cli_adds_the_hints(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    with pytest.raises(GuardError) as guard, open_session(write_manifest(models=[], whitelist=[])) as session:
+        session.apply(session.plan())
+    assert [v.guard.value for v in guard.value.violations] == ["empty_manifest"]
+    assert "--" not in str(guard.value)
+    result = runner.invoke(app, ["apply", str(write_manifest(models=[], whitelist=[])), "--yes"])
+    assert "pass --allow-empty if that is meant" in result.stderr and result.exit_code == ExitCode.GUARD
+    with pytest.raises(StoreNotFound) as missing, open_session(store=store / "nope", backend="directory") as session:
+        session.scan()
+    assert missing.value.path == str(store / "nope") and "--" not in str(missing.value)
+    with pytest.raises(ManifestError), open_session(store=store, backend="directory") as session:
+        session.plan()  # planning needs a manifest
+
+
+def test_restore_dry_run_prints_the_plan_and_changes_nothing(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest())
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+    (store / "phi-2.Q4_K_M.gguf").write_bytes(b"in the way")
+    run_id = json.loads(runner.invoke(app, ["backups", "-m", manifest, "--json"]).stdout)[0]["run_id"]
+    before = tree_digest(store)
+    dry = runner.invoke(app, ["restore", run_id, "-m", manifest, "--dry-run", "--force"])
+    assert dry.exit_code == ExitCode.OK, dry.output
+    assert "  move phi-2.Q4_K_M.gguf out of the way, to backup run " in dry.stdout
+    assert "  + restore mistral-7b-v0.1.Q2_K.gguf (2.5 MiB)" in dry.stdout
+    assert dry.stdout.rstrip().endswith("Dry run: 4 to restore, 0 already present; nothing was changed.")
+    assert tree_digest(store) == before
+    refused = runner.invoke(app, ["restore", run_id, "-m", manifest, "--dry-run"])
+    assert refused.exit_code == ExitCode.ERROR and "(--force moves it to a new backup run first)" in refused.stderr
+    with pytest.raises(RestoreConflictError) as conflict, open_session(manifest) as session:
+        session.plan_restore(run_id)
+    assert conflict.value.conflicts == ("phi-2.Q4_K_M.gguf",)
+
+
+def test_plan_documents_round_trip(store: Path, write_manifest: Callable[..., Path], tmp_path: Path) -> None:
+    with open_session(write_manifest()) as session:
+        plan = session.plan()
+    path = tmp_path / "p.json"
+    reconciler.save_plan(path, plan)
+    saved = reconciler.load_plan(path)
+    assert [(c.name, c.action, c.reason) for c in saved.plan.changes] == [(c.name, c.action, c.reason) for c in plan.changes]
+    assert saved.plan.summary == plan.summary and saved.plan.violations == plan.violations
+    assert plan_doc(saved.plan) == plan_doc(plan) | {"changes": plan_doc(saved.plan)["changes"]}
