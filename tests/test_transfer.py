@@ -1,0 +1,187 @@
+"""Unit tests of the mutation layer's modules, on real files: the journal, recovery of each half-done
+move state, the backup catalogue, and saved-plan fingerprints."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler.catalogue import BackupRun, Entry, Provenance, Status, find_run, list_runs, prune_runs, read_run, write_index
+from reconciler.errors import PendingRunError, UnknownRunError
+from reconciler.hashing import file_sha256
+from reconciler.journal import Journal, read_journal, store_lock
+from reconciler.layout import journal_path, partial_path
+from reconciler.planfile import fingerprint_differences
+from reconciler.scan import FileFacts, StoreScan, stat_entry
+from reconciler.transfer import Move, Op, Role, RunHeader, execute, pending_run, recover
+
+
+def _store(tmp_path: Path, **files: bytes) -> tuple[Path, Path]:
+    store = tmp_path / "models"
+    store.mkdir()
+    for name, data in files.items():
+        (store / name).write_bytes(data)
+    return store, tmp_path / "backups"
+
+
+def _header(store: Path, backups: Path, *names: str) -> RunHeader:
+    run_dir = backups / "run1"
+    moves = []
+    for name in names:
+        facts = stat_entry(str(store), name)
+        assert facts is not None
+        moves.append(Move(str(store / name), str(run_dir / name), Role.BACKUP, facts))
+    return RunHeader(Op.APPLY, "run1", str(run_dir), str(store), Provenance("m.yaml", "0" * 64, "t"), 1, tuple(moves), keep=None)
+
+
+# -- journal ------------------------------------------------------------------------------------------
+
+
+def test_journal_round_trip_and_a_torn_last_line_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    journal = Journal.begin(path, {"op": "apply", "moves": []})
+    journal.record({"type": "done", "key": "backup:a"})
+    with open(path, "ab") as fh:
+        fh.write(b'{"type": "done", "ke')  # a crash in the middle of an append
+    header, records = read_journal(path) or ({}, [])
+    assert header["op"] == "apply" and records == [{"type": "done", "key": "backup:a"}]
+    with pytest.raises(FileExistsError):
+        Journal.begin(path, {"op": "apply", "moves": []})  # an unfinished run is never overwritten
+    journal.remove()
+    assert read_journal(path) is None
+
+
+def test_a_journal_with_a_torn_header_reads_as_torn(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    path.write_bytes(b'{"type": "beg')
+    assert read_journal(path) == ({"type": "begin", "op": "torn", "moves": []}, [])
+
+
+# -- the engine and recovery --------------------------------------------------------------------------
+
+
+def test_execute_moves_and_indexes_and_refuses_a_pending_journal(tmp_path: Path) -> None:
+    store, backups = _store(tmp_path, a=b"aa", b=b"bbb")
+    header = _header(store, backups, "a", "b")
+    with store_lock(str(store)) as lock:
+        journal_path(str(store)).write_text("{}")
+        with pytest.raises(PendingRunError):
+            execute(header, lock)
+        journal_path(str(store)).unlink()
+        outcome = execute(header, lock)
+    assert [e.name for e in outcome.moved] == ["a", "b"] and not outcome.error
+    run = read_run(backups / "run1")
+    assert run is not None and run.status == Status.COMPLETE
+    assert [(e.name, e.sha256) for e in run.entries] == [
+        ("a", file_sha256(backups / "run1" / "a")),
+        ("b", file_sha256(backups / "run1" / "b")),
+    ]
+    assert not journal_path(str(store)).exists() and not (store / "a").exists()
+
+
+def _crash_after_begin(store: Path, header: RunHeader) -> None:
+    """The state a kill leaves right after the journal was written: nothing moved yet."""
+    Journal.begin(journal_path(str(store)), header.to_json())
+    (Path(header.run_dir)).mkdir(parents=True)
+
+
+@pytest.mark.parametrize("state", ["not started", "renamed, unrecorded", "half copied", "copied, original still there", "changed"])
+def test_recovery_settles_every_half_done_state(tmp_path: Path, state: str) -> None:
+    store, backups = _store(tmp_path, a=b"model bytes")
+    header = _header(store, backups, "a")
+    _crash_after_begin(store, header)
+    src, dst = store / "a", backups / "run1" / "a"
+    if state == "renamed, unrecorded":
+        os.rename(src, dst)
+    elif state == "half copied":
+        partial_path(dst).write_bytes(b"model")
+    elif state == "copied, original still there":
+        dst.write_bytes(b"model bytes")
+    elif state == "changed":
+        src.write_bytes(b"someone else's new bytes")
+    assert pending_run(str(store)) is not None
+    with store_lock(str(store)) as lock:
+        result = recover(str(store), lock)
+    assert result is not None and result.op == "apply" and result.run_id == "run1"
+    assert not journal_path(str(store)).exists() and not partial_path(dst).exists()
+    if state == "changed":
+        assert result.skipped == (("a", "changed since the plan was made; left in place"),)
+        assert src.read_bytes() == b"someone else's new bytes" and not dst.exists()
+    else:
+        assert dst.read_bytes() == b"model bytes" and not src.exists()
+        completed_by_the_crashed_run = state in ("renamed, unrecorded", "copied, original still there")
+        assert (result.already_done, result.finished) == ((("a",), ()) if completed_by_the_crashed_run else ((), ("a",)))
+    run = read_run(backups / "run1")
+    assert run is not None and run.status == Status.COMPLETE
+
+
+def test_recovery_of_a_torn_journal_only_removes_it(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path, a=b"x")
+    journal_path(str(store)).write_bytes(b'{"typ')
+    with store_lock(str(store)) as lock:
+        result = recover(str(store), lock)
+        assert result is not None and result.op == "torn"
+        assert recover(str(store), lock) is None
+    assert (store / "a").read_bytes() == b"x"
+
+
+# -- catalogue ----------------------------------------------------------------------------------------
+
+
+def _run(backups: Path, run_id: str, created: int, status: str = Status.COMPLETE) -> BackupRun:
+    path = backups / run_id
+    path.mkdir(parents=True)
+    entry = Entry("x", "file", 3, "0" * 64, None, "rename")
+    run = BackupRun(run_id, path, created, status, "/s", Provenance(None, None, None), (entry,))
+    write_index(run)
+    return run
+
+
+def test_catalogue_lists_finds_and_prunes_only_complete_runs(tmp_path: Path) -> None:
+    backups = tmp_path / "b"
+    _run(backups, "20260101-aaa", 1)
+    _run(backups, "20260102-bbb", 2, Status.FAILED)
+    _run(backups, "20260103-ccc", 3)
+    _run(backups, "20260104-ddd", 4)
+    (backups / "stray").mkdir()
+    (backups / "corrupt").mkdir()
+    (backups / "corrupt" / "index.json").write_text("{not json")
+    assert [r.run_id for r in list_runs(backups)] == ["20260104-ddd", "20260103-ccc", "20260102-bbb", "20260101-aaa"]
+    assert find_run(backups, "20260103").run_id == "20260103-ccc"
+    with pytest.raises(UnknownRunError) as ambiguous:
+        find_run(backups, "2026010")
+    assert len(ambiguous.value.candidates) == 4
+    with pytest.raises(UnknownRunError):
+        find_run(backups, "nope")
+    assert prune_runs(backups, keep=1) == ("20260103-ccc", "20260101-aaa")
+    assert [r.run_id for r in list_runs(backups)] == ["20260104-ddd", "20260102-bbb"]  # the failed run is never pruned
+    index = json.loads((backups / "20260104-ddd" / "index.json").read_text())
+    assert index["format_version"] == 1 and index["entries"][0]["name"] == "x"
+
+
+# -- fingerprints -------------------------------------------------------------------------------------
+
+
+def _facts(name: str, size: int = 1, inode: int = 1, sha: str | None = None, target: str | None = None) -> FileFacts:
+    return FileFacts(name, "symlink" if target else "file", size, 5, inode, 0, link_target=target, sha256=sha)
+
+
+def test_fingerprint_differences_name_every_kind_of_change() -> None:
+    from reconciler.manifest import ManifestRef
+    from reconciler.plan import Guards, assemble
+
+    was = StoreScan("/s", "directory", (_facts("a"), _facts("b"), _facts("c", sha="1" * 64), _facts("l", target="x")))
+    now = StoreScan("/t", "directory", (_facts("a", size=2), _facts("c", inode=9, sha="1" * 64), _facts("l", target="y"), _facts("n")))
+    plan = assemble(ManifestRef("t", "m.yaml", "/m.yaml", "0" * 64, 1), was, [], Guards())
+    assert fingerprint_differences(plan, now) == [
+        "store path changed: /s -> /t",
+        "added: n",
+        "removed: b",
+        "resized: a (1 -> 2 bytes)",
+        "replaced: c (same size, different file)",
+        "replaced: l (same size, different file)",
+    ]
+    assert fingerprint_differences(plan, was) == []
