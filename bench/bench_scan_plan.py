@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from reconciler.apply import apply_plan
+from reconciler import open_session
 from reconciler.manifest import parse_manifest
 from reconciler.plan import make_plan
 from reconciler.scan import scan_store
@@ -83,9 +83,10 @@ def main() -> None:
         bare = time.perf_counter() - start
         for name in names:  # put them back, same inodes: the plan still matches
             os.rename(bare_dst / name, root / name)
-        start = time.perf_counter()
-        result = apply_plan(plan, Path(tmp) / "backups", keep=None)
-        applied = time.perf_counter() - start
+        with open_session(manifest, root, "directory", backup_dir=Path(tmp) / "backups") as session, session.lock() as held:
+            start = time.perf_counter()
+            result = session.apply(plan, held)
+            applied = time.perf_counter() - start
         assert len(result.moved) == len(names)
         ratio = applied / bare
         print(f"apply, {len(names)} moves: bare os.rename {bare * 1e3:.1f} ms, ocr-reconcile {applied * 1e3:.1f} ms, ratio {ratio:.1f}x")

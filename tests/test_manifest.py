@@ -23,7 +23,7 @@ def problems(text: str | bytes) -> list[str]:
     data = text.encode() if isinstance(text, str) else text
     with pytest.raises(ManifestError) as info:
         parse_manifest(data, "m.yaml")
-    return info.value.problems
+    return list(info.value.problems)
 
 
 def test_example_manifest_is_valid() -> None:
