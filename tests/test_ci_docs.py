@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import io
 import os
 import re
 import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
-from .conftest import BIN, EXAMPLE_MANIFEST, ROOT, run_cli
+from reconciler.demo import build_store
+
+from .conftest import BIN, EXAMPLE_MANIFEST, ROOT, run_cli, tree_digest
 from .test_fleet import write_snapshots
 
 
@@ -70,3 +76,25 @@ def test_pre_commit_hook_runs_validate() -> None:
     assert command[0] == "ocr-reconcile"
     assert run_cli(*command[1:], str(EXAMPLE_MANIFEST)).returncode == 0
     assert run_cli(*command[1:], str(ROOT / "pyproject.toml")).returncode == 1
+
+
+def test_the_readme_library_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API example in the README, run as written against the demo store: it moves and restores."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## The library API.*?```python\n(.*?)```", text, re.S)
+    assert block, "python block not found in the README's library API section"
+    store = build_store(tmp_path / "build" / "demo" / "models")
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "example.yaml").write_text(EXAMPLE_MANIFEST.read_text().replace("backend: auto", "backend: directory"))
+    monkeypatch.chdir(tmp_path)
+    before = tree_digest(store)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(block.group(1), "README.md", "exec"), {})
+    lines = printed.getvalue().splitlines()
+    assert lines[0] == "4 to move, 5242897 bytes; CHANGES", lines
+    assert sorted(ast.literal_eval(lines[1].split(" ", 1)[1])) == sorted(DEMO_STALE), lines
+    assert tree_digest(store) == before  # restored
+
+
+DEMO_STALE = {"latest.gguf", "mistral-7b-v0.1.Q2_K.gguf", "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf", "phi-2.Q4_K_M.gguf"}
