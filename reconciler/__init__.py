@@ -46,7 +46,7 @@ from .errors import (
 )
 from .manifest import Manifest, load_manifest
 from .plan import Action, Change, FleetPlan, Guard, Guards, Plan, Summary, Violation
-from .planfile import SavedPlan, Snapshot, load_plan, load_snapshot, save_plan
+from .planfile import SavedPlan, Snapshot, fleet_doc, load_plan, load_snapshot, plan_doc, save_plan, save_snapshot
 from .restore import RestorePlan, RestoreResult
 from .scan import FileFacts, StoreScan
 from .transfer import Pending, Recovery
@@ -94,11 +94,14 @@ __all__ = [
     "UsageError",
     "Violation",
     "__version__",
+    "fleet_doc",
     "load_manifest",
     "load_plan",
     "load_snapshot",
     "manifest_of",
     "open_session",
+    "plan_doc",
     "plan_fleet",
     "save_plan",
+    "save_snapshot",
 ]

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
 from .catalogue import BackupRun, find_run, list_runs
-from .errors import ManifestError, StalePlanError, StoreNotFound
+from .errors import ManifestError, StalePlanError, StoreNotFound, UsageError
 from .journal import StoreLock, store_lock
 from .layout import default_backup_root
-from .manifest import Manifest, load_manifest
+from .manifest import Manifest, ManifestRef, load_manifest
 from .plan import FleetPlan, Guards, Plan, guards_for, make_plan
 from .planfile import SavedPlan, Snapshot, fingerprint_differences, iso_time, load_snapshot
 from .restore import RestorePlan, RestoreResult, plan_restore, restore
@@ -177,27 +177,45 @@ class Session:
         refuse_unapplicable(plan, backup_root)
         return backup_root
 
+    def _manifest_for(self, plan: Plan) -> Manifest:
+        """The manifest ``plan`` was made from: the session's (UsageError if it is another one), or,
+        for a session opened without one, the plan's own file (StalePlanError if edited since)."""
+        if self.manifest is None:
+            self.manifest = _load_unchanged(plan.manifest)
+        elif self.manifest.sha256 != plan.manifest.sha256:
+            raise UsageError(
+                f"the plan was made from manifest {plan.manifest.path} (sha256 {plan.manifest.sha256[:12]}…), "
+                f"not from this session's {self.manifest.source} (sha256 {self.manifest.sha256[:12]}…)"
+            )
+        return self.manifest
+
     def apply(self, plan: Plan, held: Held | None = None) -> ApplyResult:
         """Move the plan's unmanaged files to a new backup run. Without ``held``, takes the lock,
         re-plans, and applies the fresh plan only if it equals ``plan`` (StalePlanError if not): so a
         plan read back from a file, or made before the lock was taken, can be passed safely."""
-        keep = self._need_manifest().backup_keep
+        manifest = self._manifest_for(plan)
+        keep = manifest.backup_keep
         if held is None:
-            with self.lock() as taken:
-                fresh = make_plan(self._need_manifest(), self.scan(), plan.guards)
-                _check_fresh(plan, fresh, same_backend=True)
+            with self.lock(store_root=plan.scan.root) as taken:
+                fresh = make_plan(manifest, self.scan(), plan.guards)
+                _check_fresh(plan, fresh, same_backend=True, subject="plan")
                 return apply_plan(fresh, self.check_applicable(fresh), keep, taken.lock)
         return apply_plan(plan, self.check_applicable(plan), keep, held.lock)
 
     def restore(self, plan: RestorePlan, held: Held | None = None) -> RestoreResult:
-        """Carry out a restore plan. Without ``held``, takes the lock for the plan's store; if that
-        had to recover an interrupted run first, the plan is stale and nothing is restored."""
+        """Carry out a restore plan. Without ``held``, takes the lock for the plan's store and plans
+        the restore again under it: if recovery had to run first, or the store or the run changed,
+        the plan is stale (StalePlanError) and nothing is restored."""
         if held is not None:
             return restore(plan, held.lock)
         with self.lock("restore", plan.store) as taken:
             if taken.recovery is not None:
-                raise StalePlanError(["an interrupted run was recovered first; plan the restore again"])
-            return restore(plan, taken.lock)
+                raise StalePlanError(["an interrupted run was recovered first; plan the restore again"], "restore plan")
+            run = find_run(plan.run.path.parent, plan.run.run_id)
+            fresh = plan_restore(run, plan.names, plan.force, plan.store, plan.displaced_run_id)
+            if not fresh.same_as(plan):
+                raise StalePlanError(["the store or the backup run changed since the restore was planned"], "restore plan")
+            return restore(fresh, taken.lock)
 
 
 @contextmanager
@@ -227,7 +245,10 @@ def open_session(
 
 def manifest_of(saved: SavedPlan) -> Manifest:
     """The manifest a saved plan was made from; StalePlanError if it is gone, invalid or edited."""
-    ref = saved.plan.manifest
+    return _load_unchanged(saved.plan.manifest)
+
+
+def _load_unchanged(ref: ManifestRef) -> Manifest:
     try:
         manifest = load_manifest(ref.path)
     except ManifestError:
@@ -237,7 +258,7 @@ def manifest_of(saved: SavedPlan) -> Manifest:
     return manifest
 
 
-def _check_fresh(was: Plan, fresh: Plan, same_backend: bool) -> None:
+def _check_fresh(was: Plan, fresh: Plan, same_backend: bool, subject: str = "saved plan") -> None:
     """Refuse ``was`` when the store changed, or when re-planning would not give the same plan."""
     differences = fingerprint_differences(was, fresh.scan)
     if same_backend and was.scan.backend != fresh.scan.backend:
@@ -245,10 +266,17 @@ def _check_fresh(was: Plan, fresh: Plan, same_backend: bool) -> None:
     if not differences and [(c.name, c.action) for c in was.changes] != [(c.name, c.action) for c in fresh.changes]:
         differences.append("re-planning gives a different plan (another ocr-reconcile version?); make the plan again")
     if differences:
-        raise StalePlanError(differences)
+        raise StalePlanError(differences, subject)
 
 
-def plan_fleet(manifest: Manifest, snapshots: Sequence[Path], guards: Guards | None = None) -> FleetPlan:
-    """One plan per snapshot file (no store is read): the fleet-wide plan for a pull request."""
-    chosen = guards or guards_for(manifest)
-    return FleetPlan(tuple(make_plan(manifest, load_snapshot(p).scan, chosen) for p in snapshots))
+def plan_fleet(
+    manifest: Manifest | str | os.PathLike[str],
+    snapshots: Sequence[str | os.PathLike[str]],
+    max_delete: int | None = None,
+    allow_empty: bool = False,
+) -> FleetPlan:
+    """One plan per snapshot file (no store is read): the fleet-wide plan for a pull request.
+    ``max_delete`` applies on top of the manifest's limit (the stricter wins)."""
+    loaded = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    guards = guards_for(loaded, max_delete, allow_empty)
+    return FleetPlan(tuple(make_plan(loaded, load_snapshot(p).scan, guards) for p in snapshots))

@@ -39,8 +39,8 @@ from .cli_support import (
 )
 from .errors import ExitCode, ManifestError, ReconcilerError, StalePlanError, UsageError
 from .manifest import load_manifest
-from .plan import Action, FleetPlan, Plan, guards_for
-from .planfile import load_plan, save_plan, snapshot_doc, with_checksum, write_document
+from .plan import Action, FleetPlan, Plan
+from .planfile import load_plan, save_plan, save_snapshot, with_checksum
 
 log = logging.getLogger("reconciler")
 
@@ -106,11 +106,13 @@ def plan(
     with errors():
         fmt = output_format(fmt, as_json)
         snapshots = state_files(state, more_states or [])
+        if out is not None and out.suffix != ".json":
+            raise UsageError(f"--out {out}: a saved plan's name must end in .json (apply tells plans from manifests by it)")
         manifest = load_manifest(manifest_file)
         if snapshots:
             if out is not None:
                 raise UsageError("--out saves a plan for one live store; it cannot be combined with --state")
-            result: Plan | FleetPlan = plan_fleet(manifest, snapshots, guards_for(manifest, max_delete, allow_empty))
+            result: Plan | FleetPlan = plan_fleet(manifest, snapshots, max_delete, allow_empty)
         else:
             with open_session(manifest, store, backend, license_file) as session:
                 report_pending(session)
@@ -226,9 +228,9 @@ def snapshot(
             report_pending(session)
             snap = session.snapshot(hash_files, host)
         if out is None:
-            typer.echo(render.dumps(with_checksum(snapshot_doc(snap))))
+            typer.echo(render.dumps(snap.to_doc()))
         else:
-            write_document(out, snapshot_doc(snap))
+            save_snapshot(out, snap)
             typer.echo(f"Snapshot of {snap.scan.root} ({len(snap.scan.files)} files) written to {out}.", err=True)
 
 
@@ -255,7 +257,7 @@ def backups(
     manifest: ManifestOpt = None,
     store: StoreOpt = None,
     backup_dir: BackupDirOpt = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
 ) -> None:
     """List backup runs, newest first, with their sizes."""
     with errors(), open_session(manifest, store, backup_dir=backup_dir) as session:

@@ -145,6 +145,8 @@ def say_recovery(held: Held) -> None:
 def output_format(fmt: str, as_json: bool) -> str:
     if fmt not in render.FORMATS:
         raise UsageError(f"--format must be one of {', '.join(render.FORMATS)} (got {fmt!r})")
+    if as_json and fmt not in ("text", "json"):
+        raise UsageError(f"--json and --format {fmt} ask for different formats; give one")
     return "json" if as_json else fmt
 
 

@@ -104,24 +104,31 @@ class GuardError(ReconcilerError):
 
 
 class PlanFileError(ReconcilerError):
-    """A saved plan or snapshot file is unreadable, corrupt, hand-edited or of an unknown version."""
+    """A saved plan or snapshot file is unreadable, corrupt, hand-edited or of an unknown version.
+    ``path`` is the file, ``problem`` what is wrong with it."""
 
     reason = "bad_plan_file"
 
+    def __init__(self, path: str, problem: str) -> None:
+        self.path, self.problem = path, problem
+        super().__init__(f"{path}: {problem}")
+
 
 class StalePlanError(ReconcilerError):
-    """The store or the manifest changed since a saved plan was made; ``differences`` names each."""
+    """The store or the manifest changed since a plan was made (a saved plan, a plan made before the
+    lock was taken, or a restore plan: ``subject``); ``differences`` names each change."""
 
     exit_code = ExitCode.STALE_PLAN
     reason = "stale_plan"
 
-    def __init__(self, differences: Sequence[str]) -> None:
-        self.differences = tuple(differences)
-        super().__init__("\n".join(["saved plan is stale; nothing was changed:", *self.differences]))
+    def __init__(self, differences: Sequence[str], subject: str = "saved plan") -> None:
+        self.differences, self.subject = tuple(differences), subject
+        super().__init__("\n".join([f"{subject} is stale; nothing was changed:", *self.differences]))
 
 
 class UsageError(ReconcilerError):
-    """Arguments that do not go together, or an argument that cannot be used."""
+    """Arguments that do not go together, or an argument that cannot be used (a lock held for another
+    store, a plan made from another manifest)."""
 
     reason = "usage"
 
@@ -164,9 +171,14 @@ class PendingRunError(ApplyError):
 
 
 class BackupError(ReconcilerError):
-    """A backup run is unknown, unreadable, or cannot be restored as asked."""
+    """A backup run is unknown, unreadable, or cannot be restored as asked. ``run_id`` and ``names``
+    say which run and which of its entries, when known."""
 
     reason = "backup"
+
+    def __init__(self, message: str, run_id: str | None = None, names: Sequence[str] = ()) -> None:
+        self.run_id, self.names = run_id, tuple(names)
+        super().__init__(message)
 
 
 class UnknownRunError(BackupError):
@@ -175,11 +187,11 @@ class UnknownRunError(BackupError):
     reason = "unknown_run"
 
     def __init__(self, run_id: str, backup_root: str, candidates: Sequence[str] = ()) -> None:
-        self.run_id, self.backup_root, self.candidates = run_id, backup_root, tuple(candidates)
+        self.backup_root, self.candidates = backup_root, tuple(candidates)
         if self.candidates:
-            super().__init__(f"backup run id {run_id!r} is ambiguous: {', '.join(self.candidates)}")
+            super().__init__(f"backup run id {run_id!r} is ambiguous: {', '.join(self.candidates)}", run_id)
         else:
-            super().__init__(f"no backup run {run_id!r} in {backup_root}")
+            super().__init__(f"no backup run {run_id!r} in {backup_root}", run_id)
 
 
 class RestoreConflictError(BackupError):
@@ -187,6 +199,6 @@ class RestoreConflictError(BackupError):
 
     reason = "restore_conflict"
 
-    def __init__(self, conflicts: Sequence[str]) -> None:
+    def __init__(self, run_id: str, conflicts: Sequence[str]) -> None:
         self.conflicts = tuple(conflicts)
-        super().__init__(f"a different file is in the store at {', '.join(self.conflicts)}; nothing was restored")
+        super().__init__(f"a different file is in the store at {', '.join(self.conflicts)}; nothing was restored", run_id, conflicts)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import faults
-from .errors import LockedError, ReconcilerError
+from .errors import LockedError, ReconcilerError, UsageError
 from .layout import lock_path
 
 POLL_SECONDS = 0.05
@@ -48,8 +48,10 @@ class StoreLock:
 
     def check(self, root: str) -> None:
         """Raise unless this lock is held, and held for ``root``. Mutating functions call this first."""
-        if not self.held or self.root != root:
-            raise ReconcilerError(f"internal error: the store lock for {root} is not held (held: {self.root if self.held else 'none'})")
+        if not self.held:
+            raise UsageError(f"the store lock for {self.root} was released when its block ended; take it again")
+        if self.root != root:
+            raise UsageError(f"the store lock held is for {self.root}, not for {root}")
 
 
 @contextmanager

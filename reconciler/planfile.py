@@ -88,6 +88,7 @@ def plan_doc(plan: Plan) -> dict[str, Any]:
             "max_delete_bytes": plan.guards.max_delete_bytes,
             "allow_empty": plan.guards.allow_empty,
             "violations": [v.message for v in plan.violations],
+            "violation_details": [{"guard": v.guard.value, "message": v.message} for v in plan.violations],
         },
         "changes": [
             {
@@ -211,6 +212,10 @@ class Snapshot:
     hashed: bool
     path: str
 
+    def to_doc(self) -> dict[str, Any]:
+        """The snapshot document, with its checksum (what ``snapshot`` prints)."""
+        return with_checksum(snapshot_doc(self))
+
     @classmethod
     def from_doc(cls, doc: dict[str, Any], path: str) -> Snapshot:
         files = tuple(_facts(f["name"], f) for f in doc["files"])
@@ -233,8 +238,9 @@ def with_checksum(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "checksum": checksum(body)}
 
 
-def write_document(path: Path, body: dict[str, Any]) -> None:
+def write_document(path: str | os.PathLike[str], body: dict[str, Any]) -> None:
     """Write ``body`` with its checksum, atomically (temp file, fsync, rename)."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(with_checksum(body), fh, indent=2, ensure_ascii=False)
@@ -244,48 +250,53 @@ def write_document(path: Path, body: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def save_plan(path: Path, plan: Plan) -> None:
+def save_plan(path: str | os.PathLike[str], plan: Plan) -> None:
     """Write ``plan`` for ``apply PLANFILE``: the plan document plus its kind and creation time."""
     write_document(path, SavedPlan(plan, iso_time(time.time_ns()), __version__, os.fspath(path)).to_doc())
 
 
-def load_plan(path: Path) -> SavedPlan:
+def load_plan(path: str | os.PathLike[str]) -> SavedPlan:
     """Read and verify a saved plan; PlanFileError names the file and the problem."""
     return SavedPlan.from_doc(read_document(path, SAVED_PLAN), os.fspath(path))
 
 
-def load_snapshot(path: Path) -> Snapshot:
+def save_snapshot(path: str | os.PathLike[str], snapshot: Snapshot) -> None:
+    """Write a snapshot document (with its checksum) for ``plan --state``."""
+    write_document(path, snapshot_doc(snapshot))
+
+
+def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
     """Read and verify a snapshot; PlanFileError names the file and the problem."""
     return Snapshot.from_doc(read_document(path, SNAPSHOT), os.fspath(path))
 
 
-def read_document(path: Path, kind: str) -> dict[str, Any]:
+def read_document(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
     """Read and verify a saved plan or snapshot document; raise PlanFileError naming the file and the problem."""
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as exc:
-        raise PlanFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise PlanFileError(str(path), f"cannot read: {exc.strerror or exc}") from None
     if len(data) > MAX_DOCUMENT_BYTES:
-        raise PlanFileError(f"{path}: larger than {MAX_DOCUMENT_BYTES} bytes; refusing to read it")
+        raise PlanFileError(str(path), f"larger than {MAX_DOCUMENT_BYTES} bytes; refusing to read it")
     try:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise PlanFileError(f"{path}: corrupt {kind} file (not JSON: {' '.join(str(exc).split())[:120]})") from None
+        raise PlanFileError(str(path), f"corrupt {kind} file (not JSON: {' '.join(str(exc).split())[:120]})") from None
     if not isinstance(doc, dict):
-        raise PlanFileError(f"{path}: corrupt {kind} file (not a JSON object)")
+        raise PlanFileError(str(path), f"corrupt {kind} file (not a JSON object)")
     version = doc.get("format_version")
     if not isinstance(version, str) or version.split(".")[0] != SUPPORTED_MAJOR:
         raise PlanFileError(
-            f"{path}: format_version {version!r} is not supported (this is ocr-reconcile {__version__}, reading {SUPPORTED_MAJOR}.x)"
+            str(path), f"format_version {version!r} is not supported (this is ocr-reconcile {__version__}, reading {SUPPORTED_MAJOR}.x)"
         )
     if doc.get("kind") != kind:
-        raise PlanFileError(f"{path}: is a {doc.get('kind') or 'plain plan'} document, not a {kind}")
+        raise PlanFileError(str(path), f"is a {doc.get('kind') or 'plain plan'} document, not a {kind}")
     if doc.get("checksum") != checksum(doc):
-        raise PlanFileError(f"{path}: checksum mismatch: the file is corrupt or was edited by hand")
+        raise PlanFileError(str(path), "checksum mismatch: the file is corrupt or was edited by hand")
     problem = schema_problem(doc)
     if problem:
-        raise PlanFileError(f"{path}: {problem}")
+        raise PlanFileError(str(path), problem)
     return doc
 
 

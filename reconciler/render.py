@@ -88,7 +88,8 @@ def summary_line(plan: Plan) -> str:
 def outcome_lines(plan: Plan) -> list[str]:
     lines = [f"Guard: {violation_text(v)}; apply will refuse this plan." for v in plan.violations]
     if not plan.converges:
-        lines.append("Cannot converge: declared models are missing; apply will refuse until they are in place.")
+        why = " or ".join(dict.fromkeys("are missing" if c.action is Action.MISSING else "differ from their pin" for c in plan.blocking))
+        lines.append(f"Cannot converge: declared models {why}; apply will refuse until they are in place.")
     elif not plan.has_changes:
         lines.append("No changes. The store matches the manifest.")
     return lines
@@ -293,7 +294,7 @@ def runs_text(runs: list[BackupRun], backup_root: str) -> str:
 def restore_plan_text(plan: RestorePlan) -> str:
     """What ``restore --dry-run`` prints: each move, then a count. Says that nothing was changed."""
     lines = [f"Restore plan for run {plan.run.run_id} into {plan.store}:"]
-    lines += [f"  move {safe(m.name)} out of the way, to backup run {plan.displaced_run_id}" for m in plan.displaces]
+    lines += [f"  move {safe(m.name)} out of the way, to a new backup run (…-displaced)" for m in plan.displaces]
     lines += [f"  + restore {safe(m.name)} ({format_size(m.facts.size)})" for m in plan.restores]
     lines += [f"  = already in the store (identical): {safe(n)}" for n in plan.already_present]
     lines.append(f"Dry run: {len(plan.restores)} to restore, {len(plan.already_present)} already present; nothing was changed.")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .catalogue import BackupRun, Entry, Provenance, new_run_id
+from .catalogue import BackupRun, Entry, Provenance, Status, new_run_id
 from .errors import BackupError, RestoreConflictError, StoreNotFound
 from .hashing import file_sha256
 from .journal import StoreLock
@@ -53,6 +53,16 @@ class RestorePlan:
     moves: tuple[Move, ...]
     already_present: tuple[str, ...]
     displaced_run_id: str | None
+    names: tuple[str, ...] = ()  # as asked (empty: the whole run), to plan again under the lock
+    force: bool = False
+
+    def same_as(self, other: RestorePlan) -> bool:
+        """Whether ``other`` moves the same entries, with the same identities, the same way."""
+
+        def key(plan: RestorePlan) -> list[tuple[str, str, tuple[object, ...]]]:
+            return [(m.role.value, m.name, m.facts.identity) for m in plan.moves]
+
+        return key(self) == key(other) and self.already_present == other.already_present
 
     @property
     def restores(self) -> tuple[Move, ...]:
@@ -77,7 +87,9 @@ def select(run: BackupRun, names: Sequence[str]) -> list[Entry]:
     by_name = {e.name: e for e in run.entries}
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise BackupError(f"run {run.run_id} holds no {', '.join(map(repr, unknown))}")
+        raise BackupError(f"run {run.run_id} holds no {', '.join(map(repr, unknown))}", run.run_id, unknown)
+    if run.status == Status.IN_PROGRESS:
+        raise BackupError(f"run {run.run_id} is unfinished (an interrupted run); recover it first, then restore", run.run_id)
     return [by_name[n] for n in (names or list(by_name))]
 
 
@@ -110,13 +122,17 @@ def decide_restore(
     """
     for entry in entries:
         if facts.held[entry.name] is None:
-            raise BackupError(f"backup file {run.path / entry.name} is missing; nothing was restored")
+            raise BackupError(f"backup file {run.path / entry.name} is missing; nothing was restored", run.run_id, [entry.name])
         if not facts.intact[entry.name]:
-            raise BackupError(f"backup file {run.path / entry.name} does not match the sha256 in its index; nothing was restored")
+            raise BackupError(
+                f"backup file {run.path / entry.name} does not match the sha256 in its index; nothing was restored",
+                run.run_id,
+                [entry.name],
+            )
     present = tuple(sorted(e.name for e in entries if facts.destinations[e.name].same))
     conflicts = [e.name for e in entries if facts.destinations[e.name].facts is not None and not facts.destinations[e.name].same]
     if conflicts and not force:
-        raise RestoreConflictError(conflicts)
+        raise RestoreConflictError(run.run_id, conflicts)
     displaced_dir = run.path.parent / displaced_run_id
     moves = []
     for name in conflicts:
@@ -128,13 +144,15 @@ def decide_restore(
             held = facts.held[entry.name]
             assert held is not None
             moves.append(Move(os.fspath(run.path / entry.name), os.path.join(store, entry.name), Role.RESTORE, held))
-    return RestorePlan(run, store, tuple(moves), present, displaced_run_id if conflicts else None)
+    names = tuple(e.name for e in entries) if len(entries) != len(run.entries) else ()
+    return RestorePlan(run, store, tuple(moves), present, displaced_run_id if conflicts else None, names, force)
 
 
-def plan_restore(run: BackupRun, names: Sequence[str], force: bool, store: str) -> RestorePlan:
+def plan_restore(run: BackupRun, names: Sequence[str], force: bool, store: str, displaced_run_id: str | None = None) -> RestorePlan:
     """Read the disk and decide: the restore plan for ``names`` of ``run`` (all when empty)."""
     entries = select(run, names)
-    return decide_restore(run, entries, store, read_restore_facts(run, entries, store), force, new_run_id() + "-displaced")
+    facts = read_restore_facts(run, entries, store)
+    return decide_restore(run, entries, store, facts, force, displaced_run_id or new_run_id() + "-displaced")
 
 
 def restore(plan: RestorePlan, lock: StoreLock) -> RestoreResult:
@@ -153,5 +171,5 @@ def restore(plan: RestorePlan, lock: StoreLock) -> RestoreResult:
     )
     outcome = execute(header, lock)
     if outcome.error:
-        raise BackupError(outcome.error)
+        raise BackupError(outcome.error, plan.run.run_id)
     return RestoreResult(tuple(m.name for m in outcome.moved), plan.already_present, plan.displaced_run_id)

@@ -124,6 +124,8 @@ def resolve_root(local: str) -> tuple[str, list[str]]:
     cannot redirect the run.
     """
     given = os.path.abspath(local)
+    if os.path.lexists(given) and not os.path.isdir(given):
+        raise StoreError(f"store path {given} is not a folder")
     if not os.path.isdir(given):
         raise StoreNotFound(given)
     root = os.path.realpath(given)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import EngineError, StoreError
+from .errors import EngineError, StoreError, StoreNotFound
 
 log = logging.getLogger("reconciler")
 
@@ -114,7 +114,7 @@ class DirectoryStore:
 
     def list_local(self) -> list[str]:
         if not os.path.isdir(self._path):
-            raise StoreError(f"store folder {self._path} does not exist")
+            raise StoreNotFound(os.path.abspath(self._path))
         return [os.path.join(self._path, name) for name, _ in walk_store(self._path)]
 
     def free_resources(self) -> None:
@@ -153,7 +153,7 @@ class AsposeStore:
     def set_path(self, path: str) -> None:
         """Point the engine at ``path``: only ``set_post_processor`` can (it also tries to load llama)."""
         if not os.path.isdir(path):
-            raise StoreError(f"store folder {path} does not exist")
+            raise StoreNotFound(os.path.abspath(path))
         from aspose.ocr.ai import AsposeAIModelConfig, SpellCheckAIProcessor
 
         config = AsposeAIModelConfig()
@@ -178,7 +178,7 @@ class AsposeStore:
                 return [str(p) for p in self._ai.list_local()]
         except RuntimeError as exc:
             if "DirectoryNotFound" in str(exc):
-                raise StoreError(f"store folder {self.get_local_path()} does not exist") from None
+                raise StoreNotFound(os.path.abspath(self.get_local_path())) from None
             raise EngineError(f"engine list_local() failed: {_one_line(exc)}") from None
 
     def free_resources(self) -> None:

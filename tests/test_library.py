@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from reconciler import (
     RestoreConflictError,
     StalePlanError,
     StoreNotFound,
+    UsageError,
     open_session,
 )
 from reconciler.apply import apply_plan
@@ -156,12 +158,12 @@ def test_mutations_need_the_held_lock_of_their_store(store: Path, write_manifest
         with (
             open_session(store=other, backend="directory") as elsewhere,
             elsewhere.lock() as held,
-            pytest.raises(ReconcilerError, match=r"lock for .* is not held"),
+            pytest.raises(UsageError, match=r"the store lock held is for .*/other, not for .*/models"),
         ):
             apply_plan(plan, default_backup_root(plan.scan.root), 5, held.lock)
         with session.lock() as held:
             pass
-        with pytest.raises(ReconcilerError, match="not held"):
+        with pytest.raises(UsageError, match="was released when its block ended"):
             apply_plan(plan, default_backup_root(plan.scan.root), 5, held.lock)  # released when its block ended
         with (
             session.lock() as held,
@@ -196,7 +198,7 @@ def test_restore_dry_run_prints_the_plan_and_changes_nothing(runner: CliRunner, 
     before = tree_digest(store)
     dry = runner.invoke(app, ["restore", run_id, "-m", manifest, "--dry-run", "--force"])
     assert dry.exit_code == ExitCode.OK, dry.output
-    assert "  move phi-2.Q4_K_M.gguf out of the way, to backup run " in dry.stdout
+    assert "  move phi-2.Q4_K_M.gguf out of the way, to a new backup run (…-displaced)" in dry.stdout
     assert "  + restore mistral-7b-v0.1.Q2_K.gguf (2.5 MiB)" in dry.stdout
     assert dry.stdout.rstrip().endswith("Dry run: 4 to restore, 0 already present; nothing was changed.")
     assert tree_digest(store) == before
@@ -216,3 +218,79 @@ def test_plan_documents_round_trip(store: Path, write_manifest: Callable[..., Pa
     assert [(c.name, c.action, c.reason) for c in saved.plan.changes] == [(c.name, c.action, c.reason) for c in plan.changes]
     assert saved.plan.summary == plan.summary and saved.plan.violations == plan.violations
     assert plan_doc(saved.plan) == plan_doc(plan) | {"changes": plan_doc(saved.plan)["changes"]}
+
+
+def test_a_restore_plan_is_checked_again_under_the_lock(store: Path, write_manifest: Callable[..., Path]) -> None:
+    """Between planning and restoring, a file lands in the way (a conflict) or a backup copy changes
+    (stale): the restore is refused and nothing moves."""
+    with open_session(write_manifest()) as session:
+        result = session.apply(session.plan())
+        assert result.run_id and result.run_dir
+        planned = session.plan_restore(result.run_id)
+        (store / "latest.gguf").write_bytes(b"appeared meanwhile")
+        before = tree_digest(store)
+        with pytest.raises(RestoreConflictError):
+            session.restore(planned)
+        (store / "latest.gguf").unlink()
+        planned = session.plan_restore(result.run_id)
+        os.utime(result.run_dir / "phi-2.Q4_K_M.gguf", ns=(1, 1))
+        with pytest.raises(StalePlanError) as stale:
+            session.restore(planned)
+        assert stale.value.subject == "restore plan" and str(stale.value).startswith("restore plan is stale")
+        assert tree_digest(store) == {k: v for k, v in before.items() if k != "latest.gguf"}
+
+
+def test_an_unfinished_run_is_not_restored(store: Path, write_manifest: Callable[..., Path]) -> None:
+    with open_session(write_manifest()) as session:
+        result = session.apply(session.plan())
+        assert result.run_dir is not None
+        index = result.run_dir / "index.json"
+        index.write_text(index.read_text().replace('"status": "complete"', '"status": "in-progress"'))
+        with pytest.raises(reconciler.BackupError, match="is unfinished") as unfinished:
+            session.plan_restore(str(result.run_id))
+        assert unfinished.value.run_id == result.run_id
+
+
+def test_a_plan_is_applied_only_with_its_own_manifest(store: Path, write_manifest: Callable[..., Path]) -> None:
+    with open_session(write_manifest()) as session:
+        plan = session.plan()
+    with (
+        pytest.raises(UsageError, match="the plan was made from manifest"),
+        open_session(write_manifest("other.yaml", prune=False)) as other,
+    ):
+        other.apply(plan)
+    with open_session(store=store, backend="directory") as bare:  # no manifest: the plan's own is used
+        assert {m.name for m in bare.apply(plan).moved} == {c.name for c in plan.to_delete}
+
+
+def test_paths_may_be_strings_and_fleet_limits_apply(store: Path, write_manifest: Callable[..., Path], tmp_path: Path) -> None:
+    manifest = str(write_manifest())
+    with open_session(manifest) as session:
+        reconciler.save_plan(str(tmp_path / "p.json"), session.plan())
+        reconciler.save_snapshot(str(tmp_path / "s.json"), session.snapshot(host="h1"))
+    assert reconciler.load_plan(str(tmp_path / "p.json")).plan.to_delete
+    fleet = reconciler.plan_fleet(manifest, [str(tmp_path / "s.json")], max_delete=1)
+    assert fleet.hosts[0].scan.host == "h1" and [v.guard.value for v in fleet.hosts[0].violations] == ["max_delete"]
+    doc = reconciler.fleet_doc(fleet)
+    assert_plan_schema(doc)
+    assert doc["hosts"][0]["guards"]["violation_details"] == [{"guard": "max_delete", "message": "4 files would move, over max_delete 1"}]
+
+
+def test_cli_refuses_what_it_could_not_read_back(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    manifest = str(write_manifest())
+    out = runner.invoke(app, ["plan", manifest, "--out", str(tmp_path / "plan.yaml")])
+    assert out.exit_code == ExitCode.ERROR and "must end in .json" in out.stderr and not (tmp_path / "plan.yaml").exists()
+    both = runner.invoke(app, ["plan", manifest, "--json", "--format", "markdown"])
+    assert both.exit_code == ExitCode.ERROR and "ask for different formats" in both.stderr
+    a_file = runner.invoke(app, ["plan", manifest, "--store", manifest])
+    assert a_file.exit_code == ExitCode.ERROR and "is not a folder" in a_file.stderr
+
+
+def test_only_a_pin_mismatch_is_named_as_such(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = write_manifest(models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "sha256": "0" * 64}])
+    text = runner.invoke(app, ["plan", str(manifest)]).stdout
+    assert "Cannot converge: declared models differ from their pin; apply will refuse" in text
+    both = write_manifest("both.yaml", models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "sha256": "0" * 64}, {"name": "gone.gguf"}])
+    assert "Cannot converge: declared models differ from their pin or are missing;" in runner.invoke(app, ["plan", str(both)]).stdout
