@@ -196,7 +196,9 @@ class Session:
         manifest = self._manifest_for(plan)
         keep = manifest.backup_keep
         if held is None:
-            with self.lock(store_root=plan.scan.root) as taken:
+            # checked once before the lock, so that a plan for another store creates no lock file there
+            _check_fresh(plan, make_plan(manifest, self.scan(), plan.guards), same_backend=True, subject="plan")
+            with self.lock() as taken:
                 fresh = make_plan(manifest, self.scan(), plan.guards)
                 _check_fresh(plan, fresh, same_backend=True, subject="plan")
                 return apply_plan(fresh, self.check_applicable(fresh), keep, taken.lock)

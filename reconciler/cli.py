@@ -151,15 +151,18 @@ def apply(
             store, backend = Path(saved.plan.scan.root), saved.plan.scan.backend
         else:
             manifest = load_manifest(source)
-        with open_session(manifest, store, backend, license_file, lock_timeout=lock_timeout) as session, session.lock() as held:
-            say_recovery(held)
-            result = session.verify(saved) if saved is not None else session.plan(max_delete, allow_empty)
-            typer.echo(render.plan_text(result, colour()))
-            backup_root = session.check_applicable(result)
-            if not result.has_changes:
-                raise typer.Exit(ExitCode.OK)
-            confirm(f"Move {len(result.to_delete)} files ({render.format_size(result.bytes_freed)}) to {backup_root}?", yes)
-            outcome = session.apply(result, held)
+        with open_session(manifest, store, backend, license_file, lock_timeout=lock_timeout) as session:
+            if saved is not None:
+                session.verify(saved)  # once before the lock: a stale or foreign plan creates no lock file
+            with session.lock() as held:
+                say_recovery(held)
+                result = session.verify(saved) if saved is not None else session.plan(max_delete, allow_empty)
+                typer.echo(render.plan_text(result, colour()))
+                backup_root = session.check_applicable(result)
+                if not result.has_changes:
+                    raise typer.Exit(ExitCode.OK)
+                confirm(f"Move {len(result.to_delete)} files ({render.format_size(result.bytes_freed)}) to {backup_root}?", yes)
+                outcome = session.apply(result, held)
         typer.echo(render.apply_text(outcome, f" -m {manifest.source}" + (f" --store {store}" if store else "")))
     raise typer.Exit(ExitCode.CHANGES if outcome.skipped else ExitCode.OK)
 

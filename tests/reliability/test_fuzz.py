@@ -4,6 +4,7 @@ real CLI process: a one-line error or a valid result, never a traceback, and not
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import ExitCode, ManifestError, ReconcilerError, load_plan, manifest_of, open_session, save_plan
+from reconciler.layout import lock_path
 from reconciler.manifest import parse_manifest
 from reconciler.planfile import checksum
 
@@ -191,5 +193,8 @@ def test_hostile_plan_files_change_nothing(store: Path, tmp_path: Path) -> None:
             assert result.returncode in (ExitCode.ERROR, ExitCode.STALE_PLAN), (trial, result.stdout, result.stderr)
             assert result.stderr and all(line.startswith("error: ") for line in result.stderr.splitlines()), result.stderr
     assert tree_digest(store) == before
+    for target in ("/etc", str(tmp_path), os.path.abspath("../..")):  # no lock file beside a store the plan only named
+        assert not lock_path(target).exists(), target
+    assert not Path(".ocr-reconcile.lock").exists()
     assert sum(codes.values()) > 350
     print(f"\nhostile plan files: {sum(codes.values())} tried, exit codes { {int(k): v for k, v in codes.items()} }, store unchanged")
