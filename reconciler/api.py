@@ -102,7 +102,7 @@ class Session:
 
     def _need_manifest(self) -> Manifest:
         if self.manifest is None:
-            raise ManifestError(["no manifest was given; planning needs one"])
+            raise UsageError("this session was opened without a manifest; planning needs one")
         return self.manifest
 
     def scan(self, hash_all: bool = False) -> StoreScan:
@@ -115,7 +115,7 @@ class Session:
         return make_plan(manifest, self.scan(), guards or guards_for(manifest, max_delete, allow_empty))
 
     def snapshot(self, hash_all: bool = False, host: str | None = None) -> Snapshot:
-        """The store's inventory for fleet plans (``planfile.snapshot_doc`` writes it)."""
+        """The store's inventory for fleet plans (:func:`~.planfile.save_snapshot` writes it)."""
         scan = replace(self.scan(hash_all), host=host or socket.gethostname())
         return Snapshot(scan, iso_time(time.time_ns()), hash_all, "")
 
