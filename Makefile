@@ -7,7 +7,7 @@ DEMO   := build/demo
 # The real engine's wheel exists for Linux x86-64 only; elsewhere the directory backend is used.
 EXTRAS := $(shell [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ] && echo aspose,dev || echo dev)
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test test-fast lint typecheck pytest pytest-fast bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,15 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=10
+
+# Everything except the fault-injection suite (tests/reliability/): well under a minute.
+pytest-fast: $(STAMP)
+	$(BIN)/pytest --ignore=tests/reliability
 
 test: lint typecheck pytest
+
+test-fast: lint typecheck pytest-fast
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_scan_plan.py

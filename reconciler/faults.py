@@ -4,10 +4,14 @@
   the process kills itself with SIGKILL: a real kill -9, no cleanup, no ``finally``.
 - ``OCR_RECONCILE_FAULT=eio-on-copy|enospc-on-copy``: the cross-filesystem copy fails with that
   errno after writing its first chunk (for machines where no small filesystem can be mounted).
-- ``OCR_RECONCILE_PAUSE_AFTER_LOCK=SECONDS``: sleep while holding the store lock (to let other
-  processes collide with it).
+- ``OCR_RECONCILE_HOLD_LOCK=DIR``: right after taking the store lock, the process creates the empty
+  file ``DIR/locked.<pid>`` and holds the lock until the file ``DIR/release`` exists (checked every
+  10 ms; after 120 s without it, it gives up waiting, says so on stderr and carries on, so that a
+  broken test cannot hang forever). Tests use it to collide with a held lock on events, not sleeps:
+  wait for ``locked.*``, run the contenders, then create ``release``.
 
-Never set these in production; they exist so that every crash point can be addressed by number.
+Never set these in production; they exist so that every crash point can be addressed by number and
+every lock collision can be staged without depending on timing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ import time
 
 CRASH_ENV = "OCR_RECONCILE_CRASH_AT"
 FAULT_ENV = "OCR_RECONCILE_FAULT"
-PAUSE_ENV = "OCR_RECONCILE_PAUSE_AFTER_LOCK"
+HOLD_LOCK_ENV = "OCR_RECONCILE_HOLD_LOCK"
+HOLD_LOCK_CAP_SECONDS = 120.0
+HOLD_LOCK_POLL_SECONDS = 0.01
+LOCKED_PREFIX = "locked."
+RELEASE_NAME = "release"
 
 _steps = 0
 
@@ -47,6 +55,18 @@ def copy_fault() -> OSError | None:
 
 
 def pause_after_lock() -> None:
-    seconds = os.environ.get(PAUSE_ENV)
-    if seconds:
-        time.sleep(float(seconds))
+    """Called with the store lock held. With ``OCR_RECONCILE_HOLD_LOCK=DIR``: announce
+    ``DIR/locked.<pid>``, then hold the lock until ``DIR/release`` exists (at most 120 s)."""
+    folder = os.environ.get(HOLD_LOCK_ENV)
+    if not folder:
+        return
+    with open(os.path.join(folder, f"{LOCKED_PREFIX}{os.getpid()}"), "w"):
+        pass
+    release = os.path.join(folder, RELEASE_NAME)
+    deadline = time.monotonic() + HOLD_LOCK_CAP_SECONDS
+    while not os.path.exists(release):
+        if time.monotonic() >= deadline:
+            sys.stderr.write(f"ocr-reconcile: hold-lock hook: no {release} after {HOLD_LOCK_CAP_SECONDS:g} s; carrying on\n")
+            sys.stderr.flush()
+            return
+        time.sleep(HOLD_LOCK_POLL_SECONDS)

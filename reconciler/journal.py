@@ -63,30 +63,49 @@ def store_lock(store_root: str, timeout: float = 0.0, command: str = "apply") ->
     except OSError as exc:
         raise ReconcilerError(f"cannot create lock file {path}: {exc.strerror or exc}") from None
     lock = StoreLock(store_root, path)
+    acquired = False
     try:
         deadline = time.monotonic() + timeout
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                acquired = True
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise LockedError(store_root, _holder(path), timeout) from None
                 time.sleep(POLL_SECONDS)
-        os.ftruncate(fd, 0)
         holder = {"pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command}
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        _write_record(fd, json.dumps(holder))
         faults.pause_after_lock()
         yield lock
     finally:
+        if acquired:
+            _write_record(fd, "")  # a contender must never read a finished holder as the current one
         lock.held = False
         os.close(fd)  # releases the flock
 
 
+# The holder record is one fixed-size write at offset 0 (never a truncate, then a write), so that a
+# contender reads either the whole old record or the whole new one, never an empty or torn file.
+RECORD_BYTES = 512
+
+
+def _write_record(fd: int, text: str) -> None:
+    os.pwrite(fd, text.encode()[:RECORD_BYTES].ljust(RECORD_BYTES), 0)
+    if os.fstat(fd).st_size != RECORD_BYTES:
+        os.ftruncate(fd, RECORD_BYTES)
+
+
 def _holder(path: Path) -> dict[str, object]:
+    """What the lock file says of its holder; empty when unreadable, blank, or naming a dead process
+    (a holder killed before it could clear its record, or one that has not written it yet)."""
     try:
-        holder = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
+        holder = json.loads(path.read_bytes().strip() or b"{}")
+        os.kill(int(holder["pid"]), 0)
+    except PermissionError:  # alive, owned by another user
+        pass
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
     return holder if isinstance(holder, dict) else {}
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
 from reconciler.demo import build_store
@@ -72,9 +73,20 @@ def runner() -> CliRunner:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed ``ocr-reconcile`` console script as a real subprocess."""
     exe = shutil.which("ocr-reconcile", path=str(BIN)) or str(BIN / "ocr-reconcile")
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([exe, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+# Hypothesis: the same examples on every run and every machine, and no memory of earlier runs (no
+# example database), so that a failure reproduces exactly and a pass does not depend on history.
+# Timing-based checks (deadline, too_slow) are off: a loaded machine must not fail a correct test.
+# HYPOTHESIS_PROFILE=explore draws fresh random examples (still no database) to hunt for new bugs.
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("explore", derandomize=False, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

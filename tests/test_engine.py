@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -169,6 +170,8 @@ def test_free_resources_on_ctrl_c(xdg: Path, tmp_path: Path) -> None:
     env = {**os.environ, **engine_env(xdg), "TERM": "dumb"}
     pid, fd = pty.fork()
     if pid == 0:  # child: becomes the session leader with the pty as controlling terminal
+        for sig in (signal.SIGINT, signal.SIGQUIT):  # a background pytest (`cmd &`) ignores them; a terminal does not
+            signal.signal(sig, signal.SIG_DFL)
         os.execve(argv[0], argv, env)
     output = b""
     # Generous safety cap only (a swallowed Ctrl-C must fail the test, not hang it); no assertion

@@ -60,18 +60,11 @@ def test_the_core_never_names_a_command_line_flag() -> None:
     for path in sorted(PACKAGE.glob("*.py")):
         if path.name in FRONT_ENDS:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and not _is_docstring(node, path):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 assert not flag.search(node.value), f"{path.name}:{node.lineno}: {node.value!r}"
-
-
-def _is_docstring(node: ast.Constant, path: Path) -> bool:
-    tree = ast.parse(path.read_text())
-    for parent in ast.walk(tree):
-        body = getattr(parent, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and body[0].value is node:
-            return True
-    return any(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and n.value.lineno == node.lineno for n in ast.walk(tree))
 
 
 def test_every_error_has_an_exit_code_and_a_reason() -> None:

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from reconciler.cli import app
 
 from .conftest import run_cli, tree_digest
 from .test_manifest import BAD_NAMES, CASES, HEAD, _yaml_str
@@ -43,18 +46,43 @@ BAD_FILES = [(f"name {why}", HEAD + f"models:\n  - name: {_yaml_str(name)}\n") f
 ]
 
 
+def _one_line_errors(stderr: str, bad: Path) -> None:
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert errors and all(line.startswith(f"error: {bad}:") for line in errors), stderr
+
+
 @pytest.mark.parametrize(("case", "text"), BAD_FILES, ids=[c for c, _ in BAD_FILES])
-def test_bad_manifest_is_one_line_per_error_exit_1_nothing_changed(store: Path, tmp_path: Path, case: str, text: str) -> None:
+def test_bad_manifest_is_one_line_per_error_exit_1_nothing_changed(
+    runner: CliRunner, store: Path, tmp_path: Path, case: str, text: str
+) -> None:
+    """Every bad manifest through validate, plan and apply (in-process CLI): exit 1, errors only, no change."""
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
     before = tree_digest(tmp_path)
     for command in (["validate", str(bad)], ["plan", str(bad), "--store", str(store)], ["apply", str(bad), "--yes", "--store", str(store)]):
-        result = run_cli(*command)
-        assert result.returncode == 1, (command, result.stdout, result.stderr)
-        assert "Traceback" not in result.stderr
-        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-        assert errors and all(line.startswith(f"error: {bad}:") for line in errors), result.stderr
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, (command, result.stdout, result.stderr)
+        _one_line_errors(result.stderr, bad)
         assert result.stdout == ""
+    assert tree_digest(tmp_path) == before
+
+
+def test_bad_manifests_through_the_real_process(store: Path, tmp_path: Path) -> None:
+    """The same, as real processes: every bad file in one validate run, and apply on a sample of them."""
+    paths = []
+    for i, (_, text) in enumerate(BAD_FILES):
+        paths.append(tmp_path / f"bad{i:02d}.yaml")
+        paths[-1].write_text(text)
+    before = tree_digest(tmp_path)
+    result = run_cli("validate", *map(str, paths))
+    assert result.returncode == 1 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"{len(paths)} of {len(paths)} manifests invalid."
+    assert {line.split(":", 2)[1].strip() for line in result.stderr.splitlines()[:-1]} == {str(p) for p in paths}
+    for bad in paths[:: max(1, len(paths) // 5)]:
+        applied = run_cli("apply", str(bad), "--yes", "--store", str(store))
+        assert applied.returncode == 1 and applied.stdout == "", applied.stderr
+        _one_line_errors(applied.stderr, bad)
     assert tree_digest(tmp_path) == before
 
 
