@@ -19,17 +19,17 @@ demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/python -m reconciler.demo $(DEMO)
 	@echo; echo '$$ ocr-reconcile validate manifests/example.yaml'
-	$(BIN)/ocr-reconcile validate manifests/example.yaml
+	@$(BIN)/ocr-reconcile validate manifests/example.yaml
 	@echo; echo '$$ ocr-reconcile plan manifests/example.yaml --store $(DEMO)/models'
-	$(BIN)/ocr-reconcile plan manifests/example.yaml --store $(DEMO)/models || [ $$? -eq 2 ]
+	@$(BIN)/ocr-reconcile plan manifests/example.yaml --store $(DEMO)/models || [ $$? -eq 2 ]
 	@echo; echo '$$ ocr-reconcile apply --yes manifests/example.yaml --store $(DEMO)/models'
-	$(BIN)/ocr-reconcile apply --yes manifests/example.yaml --store $(DEMO)/models
+	@$(BIN)/ocr-reconcile apply --yes manifests/example.yaml --store $(DEMO)/models
 	@echo; echo '$$ ocr-reconcile list manifests/example.yaml --store $(DEMO)/models'
-	$(BIN)/ocr-reconcile list manifests/example.yaml --store $(DEMO)/models
+	@$(BIN)/ocr-reconcile list manifests/example.yaml --store $(DEMO)/models
 	@echo; echo '$$ ocr-reconcile backups --store $(DEMO)/models'
-	$(BIN)/ocr-reconcile backups --store $(DEMO)/models
+	@$(BIN)/ocr-reconcile backups --store $(DEMO)/models
 	@echo; echo '$$ ocr-reconcile apply --yes manifests/example.yaml --store $(DEMO)/models   # again: a no-op'
-	$(BIN)/ocr-reconcile apply --yes manifests/example.yaml --store $(DEMO)/models
+	@$(BIN)/ocr-reconcile apply --yes manifests/example.yaml --store $(DEMO)/models
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench
