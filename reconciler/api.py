@@ -65,8 +65,10 @@ class Session:
         license_file: Path | None,
         backup_dir: Path | None,
         lock_timeout: float,
+        saved: SavedPlan | None = None,
     ) -> None:
         self._stack = stack
+        self.saved = saved
         self.manifest = manifest
         self._store_path = store
         self._backend = backend or (manifest.backend if manifest else "auto")
@@ -110,7 +112,10 @@ class Session:
         return scan_store(self._store(), Everything() if hash_all else (self.manifest.pinned if self.manifest else ()))
 
     def plan(self, max_delete: int | None = None, allow_empty: bool = False, guards: Guards | None = None) -> Plan:
-        """Scan and diff against the manifest. ``guards`` (a saved plan's) replace the other two."""
+        """Scan and diff against the manifest. ``guards`` (a saved plan's) replace the other two. In a
+        session opened on a saved plan, the fresh plan :meth:`verify` checked against it."""
+        if self.saved is not None:
+            return self.verify(self.saved)
         manifest = self._need_manifest()
         return make_plan(manifest, self.scan(), guards or guards_for(manifest, max_delete, allow_empty))
 
@@ -158,8 +163,11 @@ class Session:
     @contextmanager
     def lock(self, command: str = "apply", store_root: str | None = None) -> Iterator[Held]:
         """Hold the store lock for the block, waiting up to ``lock_timeout``; an interrupted run is
-        recovered first (``Held.recovery`` says what it did)."""
+        recovered first (``Held.recovery`` says what it did). In a session opened on a saved plan, the
+        plan is checked against the store before the lock file is even created."""
         root = store_root or self.store_root()
+        if self.saved is not None:
+            self.verify(self.saved)  # a stale or foreign saved plan creates no lock file beside its store
         with store_lock(root, self.lock_timeout, command) as lock:
             yield Held(lock, recover(root, lock))
 
@@ -228,10 +236,19 @@ def open_session(
     license_file: str | os.PathLike[str] | None = None,
     backup_dir: str | os.PathLike[str] | None = None,
     lock_timeout: float = 0.0,
+    saved: SavedPlan | None = None,
 ) -> Iterator[Session]:
     """Open a session on a store. ``manifest`` (a path or a loaded :class:`Manifest`) supplies the
     store path, backend and backup settings that the other arguments do not override. The engine,
-    if one is opened, is freed when the block ends, on every exit path."""
+    if one is opened, is freed when the block ends, on every exit path.
+
+    With ``saved`` (a plan read by :func:`~.planfile.load_plan`), the session is that plan's: its
+    manifest (StalePlanError if edited since), store and backend (``backend`` may override it, to
+    check a plan without the engine); :meth:`Session.plan` returns the verified fresh plan."""
+    if saved is not None:
+        if manifest is not None or store is not None:
+            raise UsageError("a saved plan names its own manifest and store")
+        manifest, store, backend = manifest_of(saved), saved.plan.scan.root, backend or saved.plan.scan.backend
     loaded = manifest if isinstance(manifest, Manifest) or manifest is None else load_manifest(manifest)
     with ExitStack() as stack:
         yield Session(
@@ -242,6 +259,7 @@ def open_session(
             Path(license_file) if license_file is not None else None,
             Path(backup_dir) if backup_dir is not None else None,
             lock_timeout,
+            saved,
         )
 
 

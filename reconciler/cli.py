@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from . import __version__, render
-from .api import manifest_of, open_session, plan_fleet
+from .api import open_session, plan_fleet
 from .cli_support import (
     AllowEmptyOpt,
     BackendOpt,
@@ -140,30 +140,23 @@ def apply(
 
     Holds the store lock throughout, and first finishes any run a crash interrupted."""
     with errors():
-        saved = None
-        if source.suffix == ".json":
-            if store or backend or max_delete is not None or allow_empty:
-                raise UsageError(
-                    "a saved plan is applied exactly as saved: --store, --backend, --max-delete and --allow-empty go with plan"
-                )
-            saved = load_plan(source)
-            manifest = manifest_of(saved)
-            store, backend = Path(saved.plan.scan.root), saved.plan.scan.backend
-        else:
-            manifest = load_manifest(source)
-        with open_session(manifest, store, backend, license_file, lock_timeout=lock_timeout) as session:
-            if saved is not None:
-                session.verify(saved)  # once before the lock: a stale or foreign plan creates no lock file
-            with session.lock() as held:
-                say_recovery(held)
-                result = session.verify(saved) if saved is not None else session.plan(max_delete, allow_empty)
-                typer.echo(render.plan_text(result, colour()))
-                backup_root = session.check_applicable(result)
-                if not result.has_changes:
-                    raise typer.Exit(ExitCode.OK)
-                confirm(f"Move {len(result.to_delete)} files ({render.format_size(result.bytes_freed)}) to {backup_root}?", yes)
-                outcome = session.apply(result, held)
-        typer.echo(render.apply_text(outcome, f" -m {manifest.source}" + (f" --store {store}" if store else "")))
+        if source.suffix == ".json" and (store or backend or max_delete is not None or allow_empty):
+            raise UsageError("a saved plan is applied exactly as saved: --store, --backend, --max-delete and --allow-empty go with plan")
+        saved = load_plan(source) if source.suffix == ".json" else None
+        with (
+            open_session(None if saved else source, store, backend, license_file, lock_timeout=lock_timeout, saved=saved) as session,
+            session.lock() as held,
+        ):
+            say_recovery(held)
+            result = session.plan(max_delete, allow_empty)  # for a saved plan: verified against the store
+            typer.echo(render.plan_text(result, colour()))
+            backup_root = session.check_applicable(result)
+            if not result.has_changes:
+                raise typer.Exit(ExitCode.OK)
+            confirm(f"Move {len(result.to_delete)} files ({render.format_size(result.bytes_freed)}) to {backup_root}?", yes)
+            outcome = session.apply(result, held)
+        undo_store = store or (result.scan.root if saved else None)
+        typer.echo(render.apply_text(outcome, f" -m {result.manifest.source}" + (f" --store {undo_store}" if undo_store else "")))
     raise typer.Exit(ExitCode.CHANGES if outcome.skipped else ExitCode.OK)
 
 
@@ -180,7 +173,7 @@ def show(
         shown = render.dumps(with_checksum(saved.to_doc())) if fmt == "json" else render.render_plan(saved.plan, fmt, colour())
         typer.echo(shown, nl=fmt != "markdown")
         try:  # read with the directory backend: no engine needed to tell staleness
-            with open_session(manifest_of(saved), saved.plan.scan.root, "directory") as session:
+            with open_session(backend="directory", saved=saved) as session:
                 report_pending(session)
                 session.verify(saved, same_backend=False)
         except StalePlanError as exc:

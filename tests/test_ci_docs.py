@@ -98,3 +98,19 @@ def test_the_readme_library_example_runs(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 DEMO_STALE = {"latest.gguf", "mistral-7b-v0.1.Q2_K.gguf", "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf", "phi-2.Q4_K_M.gguf"}
+
+
+def test_the_architecture_example_applies_a_saved_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `apply PLANFILE` example in docs/architecture.md, run as written on a plan saved by the CLI."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S)
+    assert block, "python block not found in docs/architecture.md"
+    store = build_store(tmp_path / "models")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(EXAMPLE_MANIFEST.read_text().replace("backend: auto", "backend: directory").replace("path: null", f"path: {store}"))
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("plan", str(manifest), "--out", "plan.json").returncode == 2
+    scope: dict[str, object] = {}
+    exec(compile(block.group(1), "architecture.md", "exec"), scope)
+    assert sorted(m.name for m in scope["result"].moved) == sorted(DEMO_STALE)  # type: ignore[attr-defined]
+    assert DEMO_STALE.isdisjoint(tree_digest(store))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import ExitCode, ManifestError, ReconcilerError, load_plan, manifest_of, open_session, save_plan
+from reconciler import ExitCode, ManifestError, ReconcilerError, load_plan, open_session, save_plan
 from reconciler.layout import lock_path
 from reconciler.manifest import parse_manifest
 from reconciler.planfile import checksum
@@ -180,9 +180,8 @@ def test_hostile_plan_files_change_nothing(store: Path, tmp_path: Path) -> None:
             doc["checksum"] = checksum(doc)  # an attacker recomputes it
         plan_file.write_text(json.dumps(doc))
         try:  # what `apply PLANFILE` does, through the library API
-            saved = load_plan(plan_file)
-            with open_session(manifest_of(saved), saved.plan.scan.root, saved.plan.scan.backend) as session:
-                session.apply(saved.plan)
+            with open_session(saved=load_plan(plan_file)) as session, session.lock() as held:
+                session.apply(session.plan(), held)
         except ReconcilerError as exc:
             codes[exc.exit_code] += 1
             assert exc.exit_code in (ExitCode.ERROR, ExitCode.STALE_PLAN), (trial, exc)
