@@ -156,10 +156,6 @@ class Summary:
     def converges(self) -> bool:
         return not any(n for a, n in self.counts if a.blocks)
 
-    @property
-    def drift(self) -> int:
-        return sum(n for a, n in self.counts if a.is_drift)
-
 
 @dataclass(frozen=True)
 class Plan:

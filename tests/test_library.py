@@ -119,7 +119,7 @@ def test_session_plan_apply_restore(store: Path, write_manifest: Callable[..., P
     before = tree_digest(store)
     with open_session(write_manifest()) as session:
         plan = session.plan()
-        assert plan.detailed_exit_code == ExitCode.CHANGES and len(plan.to_delete) == 4
+        assert plan.detailed_exit_code == ExitCode.CHANGES and plan.summary.count(Action.DELETE) == len(plan.to_delete) == 4
         result = session.apply(plan)
         assert result.run_id and {m.name for m in result.moved} == {c.name for c in plan.to_delete}
         assert session.plan().detailed_exit_code == ExitCode.OK
