@@ -71,6 +71,7 @@ class Session:
         self.saved = saved
         self.manifest = manifest
         self._store_path = store
+        self._backend_given = backend
         self._backend = backend or (manifest.backend if manifest else "auto")
         self._license = license_file
         self._backup_dir = backup_dir
@@ -164,9 +165,10 @@ class Session:
     def lock(self, command: str = "apply", store_root: str | None = None) -> Iterator[Held]:
         """Hold the store lock for the block, waiting up to ``lock_timeout``; an interrupted run is
         recovered first (``Held.recovery`` says what it did). In a session opened on a saved plan, the
-        plan is checked against the store before the lock file is even created."""
+        plan is checked against the store before the lock file is even created (unless an interrupted
+        run is waiting there: it is recovered first, and the plan checked after)."""
         root = store_root or self.store_root()
-        if self.saved is not None:
+        if self.saved is not None and self.pending(root) is None:
             self.verify(self.saved)  # a stale or foreign saved plan creates no lock file beside its store
         with store_lock(root, self.lock_timeout, command) as lock:
             yield Held(lock, recover(root, lock))
@@ -190,6 +192,8 @@ class Session:
         for a session opened without one, the plan's own file (StalePlanError if edited since)."""
         if self.manifest is None:
             self.manifest = _load_unchanged(plan.manifest)
+            if self._backend_given is None and self._opened is None:
+                self._backend = self.manifest.backend
         elif self.manifest.sha256 != plan.manifest.sha256:
             raise UsageError(
                 f"the plan was made from manifest {plan.manifest.path} (sha256 {plan.manifest.sha256[:12]}…), "
@@ -204,12 +208,14 @@ class Session:
         manifest = self._manifest_for(plan)
         keep = manifest.backup_keep
         if held is None:
-            # checked once before the lock, so that a plan for another store creates no lock file there
-            _check_fresh(plan, make_plan(manifest, self.scan(), plan.guards), same_backend=True, subject="plan")
+            if self.pending() is None:  # checked before the lock, so that a plan for another store creates no lock file there
+                _check_fresh(plan, make_plan(manifest, self.scan(), plan.guards), same_backend=True, subject="plan")
             with self.lock() as taken:
                 fresh = make_plan(manifest, self.scan(), plan.guards)
                 _check_fresh(plan, fresh, same_backend=True, subject="plan")
                 return apply_plan(fresh, self.check_applicable(fresh), keep, taken.lock)
+        if not plan.scan.live:
+            raise UsageError("this plan was read from a document; apply the fresh plan Session.plan() or verify() returns")
         return apply_plan(plan, self.check_applicable(plan), keep, held.lock)
 
     def restore(self, plan: RestorePlan, held: Held | None = None) -> RestoreResult:

@@ -275,10 +275,11 @@ def restore(
 ) -> None:
     """Put backed-up files back into the store; never overwrites a different file unless --force."""
     with errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
+        target = session.restore_target(session.find_run(run_id))
         if dry_run:
+            report_pending(session, target)  # a dry run does not recover: an interrupted run can change its answer
             typer.echo(render.restore_plan_text(session.plan_restore(run_id, names or [], force)))
             return
-        target = session.restore_target(session.find_run(run_id))
         with session.lock("restore", target) as held:
             say_recovery(held)
             planned = session.plan_restore(run_id, names or [], force)

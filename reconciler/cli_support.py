@@ -125,10 +125,11 @@ def errors() -> Iterator[None]:
         raise typer.Exit(ExitCode.ERROR) from None
 
 
-def report_pending(session: Session) -> None:
-    """Warn about an interrupted run (read-only commands do not recover it)."""
+def report_pending(session: Session, root: str | None = None) -> None:
+    """Warn about an interrupted run on ``root`` (default: the session's store); read-only commands
+    do not recover it."""
     try:
-        root = session.store_root()
+        root = root or session.store_root()
     except StoreNotFound:
         return
     pending = session.pending(root)

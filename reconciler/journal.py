@@ -76,14 +76,14 @@ def store_lock(store_root: str, timeout: float = 0.0, command: str = "apply") ->
                     raise LockedError(store_root, _holder(path), timeout) from None
                 time.sleep(POLL_SECONDS)
         holder = {"pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command}
-        _write_record(fd, json.dumps(holder))
+        _try_write_record(fd, json.dumps(holder))
         faults.pause_after_lock()
         yield lock
     finally:
         if acquired:
-            _write_record(fd, "")  # a contender must never read a finished holder as the current one
+            _try_write_record(fd, "")  # a contender must never read a finished holder as the current one
         lock.held = False
-        os.close(fd)  # releases the flock
+        os.close(fd)  # releases the flock, whatever happened above
 
 
 # The holder record is one fixed-size write at offset 0 (never a truncate, then a write), so that a
@@ -91,10 +91,15 @@ def store_lock(store_root: str, timeout: float = 0.0, command: str = "apply") ->
 RECORD_BYTES = 512
 
 
-def _write_record(fd: int, text: str) -> None:
-    os.pwrite(fd, text.encode()[:RECORD_BYTES].ljust(RECORD_BYTES), 0)
-    if os.fstat(fd).st_size != RECORD_BYTES:
-        os.ftruncate(fd, RECORD_BYTES)
+def _try_write_record(fd: int, text: str) -> None:
+    """Write the holder record; on a full or failing disk, go on without it (it only serves the
+    "locked by" message: the flock is what locks, and ``recover`` must work when the disk is full)."""
+    try:
+        os.pwrite(fd, text.encode()[:RECORD_BYTES].ljust(RECORD_BYTES), 0)
+        if os.fstat(fd).st_size != RECORD_BYTES:
+            os.ftruncate(fd, RECORD_BYTES)
+    except OSError:
+        pass
 
 
 def _holder(path: Path) -> dict[str, object]:

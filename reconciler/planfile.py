@@ -158,6 +158,7 @@ def _scan(store: dict[str, Any], files: tuple[FileFacts, ...], warnings: list[st
         engine_listed=engine["listed"] if engine else None,
         warnings=tuple(warnings),
         host=host,
+        live=False,
     )
 
 
@@ -196,7 +197,7 @@ class SavedPlan:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], path: str) -> SavedPlan:
-        return cls(plan_from_doc(doc), doc["created"], doc["tool_version"], path)
+        return cls(plan_from_doc(doc), str(doc.get("created", "")), doc["tool_version"], path)
 
     def to_doc(self) -> dict[str, Any]:
         """The saved-plan document (current format version), without its checksum."""

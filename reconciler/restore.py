@@ -84,6 +84,7 @@ class RestoreResult:
 
 def select(run: BackupRun, names: Sequence[str]) -> list[Entry]:
     """The run's entries named by ``names`` (all of them when empty); BackupError for unknown names."""
+    names = list(dict.fromkeys(names))  # a name asked for twice is restored once
     by_name = {e.name: e for e in run.entries}
     unknown = [n for n in names if n not in by_name]
     if unknown:

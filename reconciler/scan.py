@@ -60,6 +60,7 @@ class StoreScan:
     engine_listed: int | None = None
     warnings: tuple[str, ...] = ()
     host: str | None = None  # set for a scan read back from a snapshot: the host it was taken on
+    live: bool = True  # False for a scan rebuilt from a document: never apply a plan made from one
 
     @property
     def engine_hidden(self) -> int:

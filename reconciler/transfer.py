@@ -227,8 +227,8 @@ def _finalise(header: RunHeader, state: _State, failed: bool) -> tuple[str, ...]
     if header.op is Op.APPLY:
         index(header.run_dir, Role.BACKUP, tuple((k.split(":", 1)[1], w) for k, w in state.skipped.items()))
         faults.step("index-written")
-        if failed or header.keep is None:
-            return ()
+        if failed or header.keep is None or not any(m.role is Role.BACKUP and m.key in state.done for m in header.moves):
+            return ()  # a run that moved nothing never makes older runs count as surplus
         pruned = prune_runs(Path(header.run_dir).parent, header.keep)
         faults.step("pruned")
         return pruned

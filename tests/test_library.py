@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import os
 import re
@@ -27,11 +28,11 @@ from reconciler import (
 )
 from reconciler.apply import apply_plan
 from reconciler.cli import app
-from reconciler.layout import default_backup_root
+from reconciler.layout import default_backup_root, journal_path
 from reconciler.manifest import load_schema
-from reconciler.planfile import plan_doc
+from reconciler.planfile import checksum, plan_doc
 
-from .conftest import ROOT, tree_digest
+from .conftest import ROOT, run_cli, tree_digest
 from .test_planfile import assert_plan_schema
 
 PACKAGE = ROOT / "reconciler"
@@ -286,3 +287,97 @@ def test_only_a_pin_mismatch_is_named_as_such(runner: CliRunner, store: Path, wr
     assert "Cannot converge: declared models differ from their pin; apply will refuse" in text
     both = write_manifest("both.yaml", models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "sha256": "0" * 64}, {"name": "gone.gguf"}])
     assert "Cannot converge: declared models differ from their pin or are missing;" in runner.invoke(app, ["plan", str(both)]).stdout
+
+
+def test_a_plan_read_from_a_document_is_never_applied_as_is(store: Path, write_manifest: Callable[..., Path], tmp_path: Path) -> None:
+    """Its facts carry no device numbers: applied as is, every move would be skipped as "changed"."""
+    manifest = write_manifest(backup={"keep": 1})
+    with open_session(manifest) as session:
+        first = session.apply(session.plan())
+        (store / "stray.gguf").write_bytes(b"x" * 10)
+        reconciler.save_plan(tmp_path / "p.json", session.plan())
+    saved = reconciler.load_plan(tmp_path / "p.json")
+    with open_session(saved=saved) as session, session.lock() as held:
+        with pytest.raises(UsageError, match="read from a document"):
+            session.apply(saved.plan, held)
+        result = session.apply(session.plan(), held)  # the verified fresh plan is what gets applied
+    assert [m.name for m in result.moved] == ["stray.gguf"]
+    assert first.run_dir is not None and not first.run_dir.exists()  # keep: 1 pruned it only after a real move
+
+
+def test_a_run_that_moves_nothing_prunes_nothing(store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = write_manifest(backup={"keep": 1})
+    with open_session(manifest) as session:
+        first = session.apply(session.plan())
+        (store / "stray.gguf").write_bytes(b"x")
+        plan = session.plan()
+        (store / "stray.gguf").write_bytes(b"changed")  # the only move will be skipped
+        with session.lock() as held:
+            result = session.apply(plan, held)
+    assert result.skipped and not result.moved and not result.pruned_runs
+    assert first.run_dir is not None and first.run_dir.exists()
+
+
+def test_apply_planfile_recovers_an_interrupted_run_first(store: Path, write_manifest: Callable[..., Path], tmp_path: Path) -> None:
+    manifest = str(write_manifest())
+    plan_file = tmp_path / "p.json"
+    assert run_cli("plan", manifest, "--out", str(plan_file)).returncode == ExitCode.CHANGES
+    killed = run_cli("apply", str(plan_file), "--yes", env={"OCR_RECONCILE_CRASH_AT": "4"})
+    assert killed.returncode == -9
+    again = run_cli("apply", str(plan_file), "--yes")
+    assert "Recovered interrupted apply run" in again.stderr, again.stderr
+    assert again.returncode == ExitCode.STALE_PLAN and not journal_path(str(store)).exists()
+
+
+def test_a_failing_lock_record_never_keeps_the_lock(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while writing the holder record: the lock works, and is released at the end of the block."""
+
+    def full(*args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with open_session(store=store, backend="directory") as session:
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "pwrite", full)
+            with session.lock() as held:
+                assert held.lock.held
+        with session.lock() as again:  # released: the same process can take it again
+            assert again.lock.held
+
+
+def test_restore_names_asked_twice_are_restored_once(store: Path, write_manifest: Callable[..., Path]) -> None:
+    with open_session(write_manifest()) as session:
+        result = session.apply(session.plan())
+        assert result.run_id
+        planned = session.plan_restore(result.run_id, ["phi-2.Q4_K_M.gguf", "phi-2.Q4_K_M.gguf"])
+        assert [m.name for m in planned.restores] == ["phi-2.Q4_K_M.gguf"]
+        assert session.restore(planned).restored == ("phi-2.Q4_K_M.gguf",)
+
+
+def test_a_session_without_a_manifest_takes_the_plans_backend(store: Path, write_manifest: Callable[..., Path]) -> None:
+    with open_session(write_manifest()) as session:
+        plan = session.plan()
+    with open_session(store=store) as bare:  # backend not given: the plan's manifest says directory
+        assert bare.apply(plan).run_id
+
+
+def test_a_dry_run_restore_warns_of_an_interrupted_run(store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest())
+    assert run_cli("apply", manifest, "--yes").returncode == 0
+    run_id = json.loads(run_cli("backups", "-m", manifest, "--json").stdout)[0]["run_id"]
+    assert run_cli("restore", run_id, "-m", manifest, env={"OCR_RECONCILE_CRASH_AT": "2"}).returncode == -9
+    dry = run_cli("restore", run_id, "-m", manifest, "--dry-run")
+    assert "warning: an interrupted restore" in dry.stderr, dry.stderr
+
+
+def test_a_saved_plan_without_created_is_still_read(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`created` is optional in the schema, so reading must not need it."""
+    path = tmp_path / "p.json"
+    assert runner.invoke(app, ["plan", str(write_manifest()), "--out", str(path)]).exit_code == ExitCode.CHANGES
+    doc = json.loads(path.read_text())
+    del doc["created"]
+    doc["checksum"] = checksum(doc)
+    path.write_text(json.dumps(doc))
+    shown = runner.invoke(app, ["show", str(path)])
+    assert shown.exit_code == ExitCode.OK and "Plan: 4 to move to backup" in shown.stdout, shown.output
