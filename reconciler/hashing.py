@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 
 CHUNK = 1024 * 1024
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str | None:
-    """SHA-256 (hex) of the bytes at ``path``, following a symlink; None if it cannot be read."""
+    """SHA-256 (hex) of the bytes at ``path``, following a symlink; None if it cannot be read or is
+    not a regular file (a FIFO or a device is never read: ``/dev/zero`` would never end)."""
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
             while chunk := fh.read(CHUNK):
                 digest.update(chunk)
     except OSError:
         return None
+    finally:
+        os.close(fd)
     return digest.hexdigest()
 
 

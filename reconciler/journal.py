@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,9 +61,13 @@ def store_lock(store_root: str, timeout: float = 0.0, command: str = "apply") ->
     """Hold the store's lock for the block; wait up to ``timeout`` seconds, else raise LockedError."""
     path = lock_path(store_root)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file")
     except OSError as exc:
-        raise ReconcilerError(f"cannot create lock file {path}: {exc.strerror or exc}") from None
+        why = "it is a symbolic link, which is never followed" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        raise ReconcilerError(f"cannot open lock file {path}: {why}; nothing was changed") from None
     lock = StoreLock(store_root, path)
     acquired = False
     try:
@@ -126,7 +132,7 @@ class Journal:
     @classmethod
     def begin(cls, path: Path, header: dict[str, Any]) -> Journal:
         """Create the journal with its header line; FileExistsError if one exists (an unfinished run)."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         journal = cls(path, fd)
         journal.record({"type": "begin", **header})
         fsync_dir(path.parent)
@@ -134,7 +140,7 @@ class Journal:
 
     @classmethod
     def reopen(cls, path: Path) -> Journal:
-        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC))
 
     def record(self, entry: dict[str, Any]) -> None:
         """Append one line and fsync it: once this returns, the line survives a crash."""

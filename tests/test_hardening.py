@@ -1,0 +1,48 @@
+"""Hostile and unlucky filesystems (issue 8): control files never followed, special files never read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from reconciler.cli import app
+from reconciler.errors import ExitCode
+from reconciler.layout import lock_path
+
+from .conftest import LLAMA, tree_digest
+
+
+def test_a_symlink_planted_at_the_lock_path_is_never_followed(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    """A link from ``<store>.ocr-reconcile.lock`` to a declared model: refused, and the model is untouched."""
+    os.symlink(store / LLAMA, lock_path(str(store)))
+    before = tree_digest(store)
+    result = runner.invoke(app, ["apply", str(write_manifest()), "--yes"])
+    assert result.exit_code == ExitCode.ERROR, result.output
+    assert "it is a symbolic link, which is never followed; nothing was changed" in result.stderr
+    assert tree_digest(store) == before
+
+
+def test_a_fifo_at_the_lock_path_is_refused_without_hanging(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    os.mkfifo(lock_path(str(store)))
+    before = tree_digest(store)
+    result = runner.invoke(app, ["apply", str(write_manifest()), "--yes"])
+    assert result.exit_code == ExitCode.ERROR and "cannot open lock file" in result.stderr, result.output
+    assert tree_digest(store) == before
+
+
+def test_a_pinned_model_that_links_to_a_fifo_or_a_device_is_never_read(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Hashing opens only regular files: a pin on a link to a FIFO or /dev/zero is a mismatch, not a hang."""
+    os.mkfifo(tmp_path / "fifo")
+    (store / "fifo.gguf").symlink_to(tmp_path / "fifo")
+    (store / "zero.gguf").symlink_to("/dev/zero")
+    pins = [{"name": n, "sha256": "0" * 64} for n in ("fifo.gguf", "zero.gguf")]
+    result = runner.invoke(app, ["plan", str(write_manifest(models=pins))])
+    assert result.exit_code == ExitCode.CANNOT_CONVERGE, result.output
+    assert result.stdout.count("mismatch: declared, but sha256 unknown") == 2
+    snap = runner.invoke(app, ["snapshot", "--store", str(store), "--backend", "directory", "--hash"])
+    assert snap.exit_code == ExitCode.OK, snap.output
