@@ -94,7 +94,7 @@ def _hint(exc: ReconcilerError) -> str:
         return "; run ocr-reconcile recover first"
     if isinstance(exc, UnknownRunError) and not exc.candidates:
         return " (see: ocr-reconcile backups)"
-    if isinstance(exc, RestoreConflictError):
+    if isinstance(exc, RestoreConflictError) and not exc.unmovable:
         return " (--force moves it to a new backup run first)"
     return ""
 

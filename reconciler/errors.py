@@ -195,10 +195,12 @@ class UnknownRunError(BackupError):
 
 
 class RestoreConflictError(BackupError):
-    """Different files sit where a restore would put its files back."""
+    """Different files sit where a restore would put its files back. ``unmovable``: some are folders or
+    special files, which even a forced restore never moves out of the way."""
 
     reason = "restore_conflict"
 
-    def __init__(self, run_id: str, conflicts: Sequence[str]) -> None:
-        self.conflicts = tuple(conflicts)
-        super().__init__(f"a different file is in the store at {', '.join(self.conflicts)}; nothing was restored", run_id, conflicts)
+    def __init__(self, run_id: str, conflicts: Sequence[str], unmovable: bool = False) -> None:
+        self.conflicts, self.unmovable = tuple(conflicts), unmovable
+        what = "a folder or special file, which is never moved," if unmovable else "a different file"
+        super().__init__(f"{what} is in the store at {', '.join(self.conflicts)}; nothing was restored", run_id, conflicts)

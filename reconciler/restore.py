@@ -132,6 +132,9 @@ def decide_restore(
             )
     present = tuple(sorted(e.name for e in entries if facts.destinations[e.name].same))
     conflicts = [e.name for e in entries if facts.destinations[e.name].facts is not None and not facts.destinations[e.name].same]
+    unmovable = [n for n in conflicts if (there := facts.destinations[n].facts) is not None and there.kind not in ("file", "symlink")]
+    if unmovable:
+        raise RestoreConflictError(run.run_id, unmovable, unmovable=True)
     if conflicts and not force:
         raise RestoreConflictError(run.run_id, conflicts)
     displaced_dir = run.path.parent / displaced_run_id

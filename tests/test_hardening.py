@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -46,3 +47,18 @@ def test_a_pinned_model_that_links_to_a_fifo_or_a_device_is_never_read(
     assert result.stdout.count("mismatch: declared, but sha256 unknown") == 2
     snap = runner.invoke(app, ["snapshot", "--store", str(store), "--backend", "directory", "--hash"])
     assert snap.exit_code == ExitCode.OK, snap.output
+
+
+def test_a_folder_in_the_way_of_a_restore_is_never_displaced(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    """Even with --force: a folder where a file would go back is a conflict, and nothing moves."""
+    manifest = str(write_manifest())
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+    (store / "phi-2.Q4_K_M.gguf").mkdir()
+    (store / "phi-2.Q4_K_M.gguf" / "precious.bin").write_bytes(b"keep me here")
+    run_id = json.loads(runner.invoke(app, ["backups", "-m", manifest, "--json"]).stdout)[0]["run_id"]
+    before = tree_digest(store)
+    result = runner.invoke(app, ["restore", run_id, "-m", manifest, "--force"])
+    assert result.exit_code == ExitCode.ERROR, result.output
+    assert "a folder or special file, which is never moved, is in the store at phi-2.Q4_K_M.gguf" in result.stderr
+    assert "--force" not in result.stderr
+    assert tree_digest(store) == before
