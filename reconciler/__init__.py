@@ -47,9 +47,9 @@ from .errors import (
 from .manifest import Manifest, load_manifest
 from .plan import Action, Change, FleetPlan, Guard, Guards, Plan, Summary, Violation
 from .planfile import SavedPlan, Snapshot, fleet_doc, load_plan, load_snapshot, plan_doc, save_plan, save_snapshot
+from .recovery import Pending, Recovery
 from .restore import RestorePlan, RestoreResult
 from .scan import FileFacts, StoreScan
-from .transfer import Pending, Recovery
 
 __all__ = [
     "Action",

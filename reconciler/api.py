@@ -34,10 +34,10 @@ from .layout import default_backup_root
 from .manifest import Manifest, ManifestRef, load_manifest
 from .plan import FleetPlan, Guards, Plan, guards_for, make_plan
 from .planfile import SavedPlan, Snapshot, fingerprint_differences, iso_time, load_snapshot
+from .recovery import Pending, Recovery, pending_run, recover
 from .restore import RestorePlan, RestoreResult, plan_restore, restore
 from .scan import Everything, StoreScan, resolve_root, scan_store
 from .stores import ModelStore, engine_default_path, open_store
-from .transfer import Pending, Recovery, pending_run, recover
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from .catalogue import BackupRun
 from .manifest import INVISIBLE, Manifest
 from .plan import Action, FleetPlan, Plan, Summary, Violation, status_of
 from .planfile import PLAN_FORMAT_VERSION, fleet_doc, iso_time, plan_doc, store_doc
+from .recovery import Recovery
 from .restore import RestorePlan, RestoreResult
 from .scan import StoreScan
-from .transfer import Recovery
 
 FORMATS = ("text", "json", "markdown")
 FOLD_AFTER = 20  # Markdown tables longer than this are folded into <details>

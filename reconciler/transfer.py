@@ -1,11 +1,11 @@
 """The journaled transfer engine: carry out a list of moves so that no file is ever lost, and finish
-(roll forward) a list a crash interrupted.
+(roll forward, in ``recovery.py``) a list a crash interrupted.
 
 Both apply and restore are a :class:`RunHeader`: every intended :class:`Move`, written to the
 journal before the first one. After each move a ``done`` record is appended. Within one filesystem a
 move is one ``os.rename`` (no data copied); across filesystems it is copy to a temporary name (hashing
 on the way), fsync, verify, rename into place, then unlink the original. So at every instant each file
-is whole at its source or whole at its destination, and :func:`recover` can always finish the run.
+is whole at its source or whole at its destination, and ``recovery.recover`` can always finish the run.
 This module decides nothing: it executes the moves it is given, skipping (never moving) an entry whose
 identity changed since it was planned. Every entry point takes the held :class:`~.journal.StoreLock`.
 
@@ -27,7 +27,7 @@ from . import faults
 from .catalogue import BackupRun, Entry, Provenance, Status, create_run, forget_entries, prune_runs, write_index
 from .errors import ApplyError, PendingRunError
 from .hashing import CHUNK, StreamHasher, file_sha256
-from .journal import Journal, StoreLock, fsync_dir, read_journal
+from .journal import Journal, StoreLock, fsync_dir
 from .layout import journal_path, partial_path
 from .scan import FileFacts, stat_entry
 
@@ -129,27 +129,10 @@ class Outcome:
     error: str = ""
 
 
-@dataclass(frozen=True)
-class Recovery:
-    """What :func:`recover` found and did with an interrupted run (``op`` "torn": nothing had moved)."""
-
-    op: str
-    run_id: str | None
-    finished: tuple[str, ...] = ()  # moves completed by recovery
-    already_done: tuple[str, ...] = ()  # moves the crashed run had completed
-    skipped: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Pending:
-    """An interrupted run found on a store (read-only report): its op and run id, if readable."""
-
-    op: str
-    run_id: str | None
-
-
 @dataclass
-class _State:
+class RunState:
+    """Moves done (their journal records) and skipped (why), by journal key; recovery rebuilds it."""
+
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -166,11 +149,11 @@ def execute(header: RunHeader, lock: StoreLock) -> Outcome:
     except OSError as exc:
         raise ApplyError(f"cannot write journal {path}: {exc.strerror or exc}; nothing was moved") from None
     faults.step("journal-begun")
-    return _run(header, journal, _State())
+    return run_moves(header, journal, RunState())
 
 
-def _run(header: RunHeader, journal: Journal, state: _State) -> Outcome:
-    """Carry out (or, from :func:`recover`, finish) the moves of ``header``, then finalise the run."""
+def run_moves(header: RunHeader, journal: Journal, state: RunState) -> Outcome:
+    """Carry out (or, from ``recovery.recover``, finish) the moves of ``header``, then finalise the run."""
     if header.op is Op.APPLY:
         create_run(Path(header.run_dir), header.store, header.manifest, header.created_ns)
     if header.displaced_run_dir:
@@ -215,7 +198,7 @@ def _entry(move: Move, record: dict[str, Any]) -> Entry:
     return Entry(f.name, f.kind, f.size, record.get("sha256"), f.link_target, record.get("method", "rename"))
 
 
-def _finalise(header: RunHeader, state: _State, failed: bool) -> tuple[str, ...]:
+def _finalise(header: RunHeader, state: RunState, failed: bool) -> tuple[str, ...]:
     """Write the indexes a finished (or stopped) run leaves behind; prune old runs after a full apply."""
     status = Status.FAILED if failed else Status.COMPLETE
 
@@ -249,7 +232,8 @@ def _changed(move: Move) -> str:
     return ""
 
 
-def _digest(move: Move) -> str | None:
+def moved_digest(move: Move) -> str | None:
+    """The sha256 of what a move put at its destination (None for a symlink)."""
     return None if move.facts.kind == "symlink" else file_sha256(move.dst)
 
 
@@ -262,11 +246,10 @@ def _move_entry(move: Move) -> tuple[str, str | None]:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if os.path.lexists(dst):
         raise FileExistsError(errno.EEXIST, f"{dst} already exists")
-    if os.lstat(src).st_dev == os.stat(dst.parent).st_dev:
-        os.rename(src, dst)
+    if os.lstat(src).st_dev == os.stat(dst.parent).st_dev and _renamed(src, dst):
         method, digest = "rename", None
         faults.step("renamed")
-    else:
+    else:  # another filesystem (or one the kernel will not rename across, such as two bind mounts)
         digest = _copy_verified(src, dst, move.facts.kind)
         os.unlink(src)
         method = "copy"
@@ -274,8 +257,20 @@ def _move_entry(move: Move) -> tuple[str, str | None]:
     fsync_dir(dst.parent)
     fsync_dir(src.parent)
     if method == "rename":
-        digest = _digest(move)  # rename copies nothing, so hash once, from the new place
+        digest = moved_digest(move)  # rename copies nothing, so hash once, from the new place
     return method, digest
+
+
+def _renamed(src: Path, dst: Path) -> bool:
+    """Rename ``src`` to ``dst``; False when the kernel says EXDEV (two bind mounts of one filesystem
+    share a device number, yet rename across them fails): the caller copies instead."""
+    try:
+        os.rename(src, dst)
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            return False
+        raise
+    return True
 
 
 def _copy_verified(src: Path, dst: Path, kind: str) -> str | None:
@@ -315,79 +310,3 @@ def _copy_verified(src: Path, dst: Path, kind: str) -> str | None:
             os.unlink(tmp)
         raise
     return digest
-
-
-# -- recovery -----------------------------------------------------------------------------------------
-
-
-def pending_run(store_root: str) -> Pending | None:
-    """The interrupted run on this store, if its journal is there (read-only)."""
-    found = read_journal(journal_path(store_root))
-    if found is None:
-        return None
-    header = found[0]
-    return Pending(str(header.get("op", "run")), header.get("run_id"))
-
-
-def recover(store_root: str, lock: StoreLock) -> Recovery | None:
-    """Finish an interrupted run (roll forward), or return None if there is none.
-
-    For each journaled move not recorded as done, the state on disk decides: moved but unrecorded
-    (record it); copied and renamed but the original not yet unlinked (verify, unlink); not started
-    or half-copied (discard the temporary copy, move it now); changed or vanished (skip). Safe to
-    run again if it is itself interrupted.
-    """
-    lock.check(store_root)
-    path = journal_path(store_root)
-    found = read_journal(path)
-    if found is None:
-        return None
-    raw, records = found
-    if raw["op"] == "torn":  # crashed while writing the header: nothing had moved
-        os.unlink(path)
-        fsync_dir(path.parent)
-        return Recovery("torn", None)
-    header = RunHeader.from_json(raw)
-    state = _State(
-        done={r["key"]: r for r in records if r.get("type") == "done"},
-        skipped={r["key"]: r["why"] for r in records if r.get("type") == "skip"},
-    )
-    journal = Journal.reopen(path)
-    for move in header.moves:
-        if move.key in state.done or move.key in state.skipped:
-            continue
-        record = _settle(move)  # completed by the crashed run, but not yet recorded
-        if record is not None:
-            journal.record(record)
-            state.done[move.key] = record
-    already = tuple(k.split(":", 1)[1] for k in state.done)
-    outcome = _run(header, journal, state)
-    finished = tuple(m.name for m in outcome.moved if m.name not in already)
-    return Recovery(header.op.value, header.run_id, finished, already, outcome.skipped)
-
-
-def _settle(move: Move) -> dict[str, Any] | None:
-    """Bring a half-done move to a clean state: a done record if it had completed, else None (redo)."""
-    src, dst = Path(move.src), Path(move.dst)
-    partial = partial_path(dst)
-    if os.path.lexists(partial):
-        os.unlink(partial)  # a half-copied file is never trusted
-        fsync_dir(partial.parent)
-    src_here, dst_here = os.path.lexists(src), os.path.lexists(dst)
-    if dst_here and not src_here:
-        method = "rename" if os.stat(dst.parent).st_dev == os.stat(src.parent).st_dev else "copy"
-        return {"type": "done", "key": move.key, "method": method, "sha256": _digest(move)}
-    if dst_here and src_here:  # copy renamed into place; the original not yet unlinked
-        if _same_content(src, dst, move.facts.kind):
-            os.unlink(src)
-            fsync_dir(src.parent)
-            return {"type": "done", "key": move.key, "method": "copy", "sha256": _digest(move)}
-        os.unlink(dst)  # not ours to keep: the original is the truth
-        fsync_dir(dst.parent)
-    return None
-
-
-def _same_content(a: Path, b: Path, kind: str) -> bool:
-    if kind == "symlink":
-        return os.path.islink(a) and os.path.islink(b) and os.readlink(a) == os.readlink(b)
-    return file_sha256(a) == file_sha256(b)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from reconciler import open_session
 from reconciler.cli import app
 from reconciler.errors import ExitCode
 from reconciler.layout import lock_path
@@ -62,3 +65,23 @@ def test_a_folder_in_the_way_of_a_restore_is_never_displaced(runner: CliRunner, 
     assert "a folder or special file, which is never moved, is in the store at phi-2.Q4_K_M.gguf" in result.stderr
     assert "--force" not in result.stderr
     assert tree_digest(store) == before
+
+
+def test_bind_mounts_of_one_filesystem_fall_back_to_the_verified_copy(
+    store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Same device number, yet rename fails with EXDEV: apply copies instead, and converges."""
+    outside, bound = tmp_path / "outside", tmp_path / "bound"
+    outside.mkdir()
+    bound.mkdir()
+    if subprocess.run(["mount", "--bind", str(outside), str(bound)], capture_output=True).returncode != 0:
+        pytest.skip("bind mounts are not permitted here (needs root)")
+    try:
+        manifest = write_manifest(backup={"dir": str(bound / "backups")})
+        with open_session(manifest) as session:
+            result = session.apply(session.plan())
+            assert {m.method for m in result.moved} == {"copy"} and len(result.moved) == 4
+            assert not session.plan().has_changes
+        assert len(list((outside / "backups").iterdir())) == 1
+    finally:
+        subprocess.run(["umount", "-l", str(bound)], capture_output=True)

@@ -15,8 +15,9 @@ from reconciler.hashing import file_sha256
 from reconciler.journal import Journal, read_journal, store_lock
 from reconciler.layout import journal_path, partial_path
 from reconciler.planfile import fingerprint_differences
+from reconciler.recovery import pending_run, recover
 from reconciler.scan import FileFacts, StoreScan, stat_entry
-from reconciler.transfer import Move, Op, Role, RunHeader, execute, pending_run, recover
+from reconciler.transfer import Move, Op, Role, RunHeader, execute
 
 
 def _store(tmp_path: Path, **files: bytes) -> tuple[Path, Path]:
