@@ -7,7 +7,7 @@
   which every mutating function takes as an argument: holding one is the proof that the lock is held.
 - The journal is JSON lines. The first line lists every intended move; one line is appended (and
   fsynced) after each move completes. It exists only while a run is unfinished: finding one means a
-  run was interrupted, and ``transfer.recover`` finishes it. This module stores lines; it does not
+  run was interrupted, and ``recovery.recover`` finishes it. This module stores lines; it does not
   know what a move is.
 """
 
