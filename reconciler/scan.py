@@ -92,7 +92,11 @@ def scan_store(store: ModelStore, hash_names: Container[str] = ()) -> StoreScan:
     found = {name for name, _ in entries}
     files = []
     for name, via in entries:
-        facts = stat_entry(root, name, via)
+        try:
+            facts = stat_entry(root, name, via)
+        except OSError as exc:  # e.g. a subfolder that can be listed but not searched (mode r--)
+            warnings.append(f"{name!r} cannot be examined ({exc.strerror or exc}); it was not scanned")
+            continue
         if facts is None:
             continue
         digest = file_sha256(os.path.join(root, name)) if name in hash_names and facts.kind != "other" else None

@@ -96,3 +96,19 @@ def test_unreadable_subfolder_is_a_warning_not_a_failure(store_with_locked_folde
         files, warnings = _scan(models)
     assert files == ["a.gguf"]
     assert warnings == [UNREADABLE]
+
+
+def test_a_listable_but_unsearchable_subfolder_is_a_warning(store_with_locked_folder: Path) -> None:
+    """Mode r-- (list, but not enter): its names can be read, its files not examined. A warning for each,
+    never an internal error, and the rest of the store is scanned."""
+    models = store_with_locked_folder
+    assert _scan(models) == (["a.gguf", "locked/x.gguf"], [])  # every import done before privileges drop
+    (models / "locked").chmod(0o444)
+    if os.geteuid() == 0:
+        files, warnings = _scan_as_nobody(models)
+    else:
+        if os.access(models / "locked", os.X_OK):
+            pytest.skip("this user can search a mode-444 folder (a capability or a filesystem without permissions)")
+        files, warnings = _scan(models)
+    assert files == ["a.gguf"]
+    assert warnings == ["'locked/x.gguf' cannot be examined (Permission denied); it was not scanned"]
