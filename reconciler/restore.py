@@ -18,6 +18,7 @@ from .catalogue import BackupRun, Entry, Provenance, Status, new_run_id
 from .errors import BackupError, RestoreConflictError, StoreNotFound
 from .hashing import file_sha256
 from .journal import StoreLock
+from .manifest import name_problem
 from .scan import FileFacts, stat_entry
 from .transfer import Move, Op, Role, RunHeader, execute
 
@@ -84,6 +85,15 @@ class RestoreResult:
 
 def select(run: BackupRun, names: Sequence[str]) -> list[Entry]:
     """The run's entries named by ``names`` (all of them when empty); BackupError for unknown names."""
+    for entry in run.entries:  # an index is data on disk, which anyone who can write the backup folder can edit
+        problem = name_problem(entry.name)
+        if problem:
+            raise BackupError(
+                f"run {run.run_id}'s index names {entry.name!r}, which is not a valid store-relative name ({problem}); "
+                "nothing was restored",
+                run.run_id,
+                [entry.name],
+            )
     names = list(dict.fromkeys(names))  # a name asked for twice is restored once
     by_name = {e.name: e for e in run.entries}
     unknown = [n for n in names if n not in by_name]

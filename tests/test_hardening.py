@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -85,3 +86,25 @@ def test_bind_mounts_of_one_filesystem_fall_back_to_the_verified_copy(
         assert len(list((outside / "backups").iterdir())) == 1
     finally:
         subprocess.run(["umount", "-l", str(bound)], capture_output=True)
+
+
+def test_restore_refuses_an_index_naming_a_path_outside_the_store(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A backup index is data anyone who can write the backup folder can edit: `../x` must not escape."""
+    manifest = str(write_manifest())
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+    [run] = json.loads(runner.invoke(app, ["backups", "-m", manifest, "--json"]).stdout)
+    run_dir = Path(store.parent / f"{store.name}.ocr-reconcile-backups" / run["run_id"])
+    (run_dir.parent / "escape.txt").write_bytes(b"planted")
+    index = json.loads((run_dir / "index.json").read_text())
+    planted = hashlib.sha256(b"planted").hexdigest()
+    index["entries"].append(
+        {"name": "../escape.txt", "kind": "file", "size": 7, "sha256": planted, "link_target": None, "method": "rename"}
+    )
+    (run_dir / "index.json").write_text(json.dumps(index))
+    before, outside = tree_digest(store), tree_digest(tmp_path)
+    result = runner.invoke(app, ["restore", run["run_id"], "-m", manifest])
+    assert result.exit_code == ExitCode.ERROR, result.output
+    assert "names '../escape.txt', which is not a valid store-relative name (must not contain '..'); nothing was restored" in result.stderr
+    assert tree_digest(store) == before and tree_digest(tmp_path) == outside and not (tmp_path / "escape.txt").exists()
