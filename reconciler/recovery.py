@@ -51,8 +51,8 @@ def recover(store_root: str, lock: StoreLock) -> Recovery | None:
 
     For each journaled move not recorded as done, the state on disk decides: moved but unrecorded
     (record it); copied and renamed but the original not yet unlinked (verify, unlink); not started
-    or half-copied (discard the temporary copy, move it now); changed or vanished (skip). Safe to
-    run again if it is itself interrupted.
+    or half-copied (discard the temporary copy, move it now); changed or vanished (skip); both there
+    and different (a conflict: skip, deleting neither). Safe to run again if it is itself interrupted.
     """
     lock.check(store_root)
     path = journal_path(store_root)
@@ -73,10 +73,13 @@ def recover(store_root: str, lock: StoreLock) -> Recovery | None:
     for move in header.moves:
         if move.key in state.done or move.key in state.skipped:
             continue
-        record = _settle(move)  # completed by the crashed run, but not yet recorded
+        record = _settle(move)  # completed by the crashed run (or in conflict), but not yet recorded
         if record is not None:
             journal.record(record)
-            state.done[move.key] = record
+            if record["type"] == "skip":
+                state.skipped[move.key] = record["why"]
+            else:
+                state.done[move.key] = record
     already = tuple(k.split(":", 1)[1] for k in state.done)
     outcome = run_moves(header, journal, state)
     finished = tuple(m.name for m in outcome.moved if m.name not in already)
@@ -84,7 +87,8 @@ def recover(store_root: str, lock: StoreLock) -> Recovery | None:
 
 
 def _settle(move: Move) -> dict[str, Any] | None:
-    """Bring a half-done move to a clean state: a done record if it had completed, else None (redo)."""
+    """Bring a half-done move to a clean state: a done record if it had completed, a skip record if
+    source and destination both exist and differ (neither is ever deleted), else None (redo)."""
     src, dst = Path(move.src), Path(move.dst)
     partial = partial_path(dst)
     if os.path.lexists(partial):
@@ -92,16 +96,23 @@ def _settle(move: Move) -> dict[str, Any] | None:
         fsync_dir(partial.parent)
     src_here, dst_here = os.path.lexists(src), os.path.lexists(dst)
     if dst_here and not src_here:
-        method = "rename" if os.stat(dst.parent).st_dev == os.stat(src.parent).st_dev else "copy"
+        method = "rename" if _same_device(dst.parent, src.parent) else "copy"
         return {"type": "done", "key": move.key, "method": method, "sha256": moved_digest(move)}
     if dst_here and src_here:  # copy renamed into place; the original not yet unlinked
         if _same_content(src, dst, move.facts.kind):
             os.unlink(src)
             fsync_dir(src.parent)
             return {"type": "done", "key": move.key, "method": "copy", "sha256": moved_digest(move)}
-        os.unlink(dst)  # not ours to keep: the original is the truth
-        fsync_dir(dst.parent)
+        # e.g. an interrupted restore, after which the user put a new copy of the model in place
+        return {"type": "skip", "key": move.key, "why": f"both {src} and {dst} exist and differ; neither was touched"}
     return None
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:  # a parent removed after the crash
+        return False
 
 
 def _same_content(a: Path, b: Path, kind: str) -> bool:

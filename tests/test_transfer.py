@@ -186,3 +186,20 @@ def test_fingerprint_differences_name_every_kind_of_change() -> None:
         "replaced: l (same size, different file)",
     ]
     assert fingerprint_differences(plan, was) == []
+
+
+def test_recovery_never_deletes_either_side_of_a_conflict(tmp_path: Path) -> None:
+    """Source and destination both exist and differ (say, an interrupted restore after which the user
+    put a new copy of the model in place): recovery deletes neither, and reports both paths."""
+    store, backups = _store(tmp_path, a=b"the backed-up bytes")
+    header = _header(store, backups, "a")
+    _crash_after_begin(store, header)
+    (backups / "run1" / "a").write_bytes(b"someone else's copy, put there after the crash")
+    with store_lock(str(store)) as lock:
+        result = recover(str(store), lock)
+    assert result is not None and len(result.skipped) == 1
+    name, why = result.skipped[0]
+    assert name == "a" and "exist and differ; neither was touched" in why and str(store / "a") in why
+    assert (store / "a").read_bytes() == b"the backed-up bytes"
+    assert (backups / "run1" / "a").read_bytes() == b"someone else's copy, put there after the crash"
+    assert not journal_path(str(store)).exists()
