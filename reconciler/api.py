@@ -116,7 +116,7 @@ class Session:
         """Scan and diff against the manifest. ``guards`` (a saved plan's) replace the other two. In a
         session opened on a saved plan, the fresh plan :meth:`verify` checked against it."""
         if self.saved is not None:
-            return self.verify(self.saved)
+            return self.verify(self.saved, max_delete=max_delete, allow_empty=allow_empty)
         manifest = self._need_manifest()
         return make_plan(manifest, self.scan(), guards or guards_for(manifest, max_delete, allow_empty))
 
@@ -129,12 +129,14 @@ class Session:
         """An interrupted run waiting for :meth:`recover` on this store (read-only), or None."""
         return pending_run(store_root or self.store_root())
 
-    def verify(self, saved: SavedPlan, same_backend: bool = True) -> Plan:
+    def verify(self, saved: SavedPlan, same_backend: bool = True, max_delete: int | None = None, allow_empty: bool = False) -> Plan:
         """Re-plan against the store now and return the fresh plan, or raise StalePlanError naming
-        every difference from ``saved`` (store files, manifest, backend, the plan itself)."""
+        every difference from ``saved`` (store files, manifest, backend, the plan itself). The guards
+        come from the current manifest and the caller, never from the file: a hand-edited plan with a
+        recomputed checksum cannot lift them."""
         manifest = manifest_of(saved)
         scan = scan_store(self._store(), manifest.pinned)
-        fresh = make_plan(manifest, scan, saved.plan.guards)
+        fresh = make_plan(manifest, scan, guards_for(manifest, max_delete, allow_empty))
         _check_fresh(saved.plan, fresh, same_backend)
         return fresh
 

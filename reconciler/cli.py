@@ -140,8 +140,8 @@ def apply(
 
     Holds the store lock throughout, and first finishes any run a crash interrupted."""
     with errors():
-        if source.suffix == ".json" and (store or backend or max_delete is not None or allow_empty):
-            raise UsageError("a saved plan is applied exactly as saved: --store, --backend, --max-delete and --allow-empty go with plan")
+        if source.suffix == ".json" and (store or backend):
+            raise UsageError("a saved plan is applied to the store it was made for: --store and --backend go with plan")
         saved = load_plan(source) if source.suffix == ".json" else None
         with (
             open_session(None if saved else source, store, backend, license_file, lock_timeout=lock_timeout, saved=saved) as session,

@@ -16,6 +16,7 @@ from reconciler import open_session
 from reconciler.cli import app
 from reconciler.errors import ExitCode
 from reconciler.layout import lock_path
+from reconciler.planfile import checksum
 
 from .conftest import LLAMA, tree_digest
 
@@ -108,3 +109,22 @@ def test_restore_refuses_an_index_naming_a_path_outside_the_store(
     assert result.exit_code == ExitCode.ERROR, result.output
     assert "names '../escape.txt', which is not a valid store-relative name (must not contain '..'); nothing was restored" in result.stderr
     assert tree_digest(store) == before and tree_digest(tmp_path) == outside and not (tmp_path / "escape.txt").exists()
+
+
+def test_a_saved_plan_cannot_lift_the_manifests_guards(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Guards come from the current manifest and the command line, never from the plan file: a hand-edited
+    plan with a recomputed checksum that drops max_delete is still refused, and --max-delete applies."""
+    manifest = str(write_manifest(limits={"max_delete": 3}))
+    plan_file = tmp_path / "p.json"
+    assert runner.invoke(app, ["plan", manifest, "--out", str(plan_file)]).exit_code == ExitCode.CHANGES
+    doc = json.loads(plan_file.read_text())
+    doc["guards"].update({"max_delete": None, "violations": [], "violation_details": []})
+    doc["checksum"] = checksum(doc)
+    plan_file.write_text(json.dumps(doc))
+    before = tree_digest(store)
+    result = runner.invoke(app, ["apply", str(plan_file), "--yes"])
+    assert result.exit_code == ExitCode.GUARD and "4 files would move, over max_delete 3" in result.stderr, result.output
+    assert tree_digest(store) == before
+    assert runner.invoke(app, ["apply", str(plan_file), "--yes", "--max-delete", "2"]).exit_code == ExitCode.GUARD

@@ -203,7 +203,7 @@ def test_show_renders_every_format(runner: CliRunner, store: Path, tmp_path: Pat
 def test_saved_plan_rejects_overrides(runner: CliRunner, store: Path, tmp_path: Path, write_manifest: Callable[..., Path]) -> None:
     save(runner, write_manifest(), tmp_path / "plan.json")
     result = runner.invoke(app, ["apply", str(tmp_path / "plan.json"), "--yes", "--store", str(tmp_path)])
-    assert result.exit_code == ExitCode.ERROR and "applied exactly as saved" in result.stderr
+    assert result.exit_code == ExitCode.ERROR and "applied to the store it was made for" in result.stderr
 
 
 def test_every_live_plan_fits_the_schema(runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path) -> None:
