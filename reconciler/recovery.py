@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import ApplyError
 from .hashing import file_sha256
 from .journal import Journal, StoreLock, fsync_dir, read_journal
 from .layout import journal_path, partial_path
@@ -64,7 +65,12 @@ def recover(store_root: str, lock: StoreLock) -> Recovery | None:
         os.unlink(path)
         fsync_dir(path.parent)
         return Recovery("torn", None)
-    header = RunHeader.from_json(raw)
+    try:
+        header = RunHeader.from_json(raw)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ApplyError(f"the journal {path} cannot be read as a run ({type(exc).__name__}: {exc}); it was left in place") from None
+    if os.path.realpath(header.store) != os.path.realpath(store_root):
+        raise ApplyError(f"the journal {path} names another store ({header.store}); it was left in place and nothing was moved")
     state = RunState(
         done={r["key"]: r for r in records if r.get("type") == "done"},
         skipped={r["key"]: r["why"] for r in records if r.get("type") == "skip"},

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from reconciler.catalogue import BackupRun, Entry, Provenance, Status, find_run, list_runs, prune_runs, read_run, write_index
-from reconciler.errors import PendingRunError, UnknownRunError
+from reconciler.errors import ApplyError, PendingRunError, UnknownRunError
 from reconciler.hashing import file_sha256
 from reconciler.journal import Journal, read_journal, store_lock
 from reconciler.layout import journal_path, partial_path
@@ -203,3 +204,23 @@ def test_recovery_never_deletes_either_side_of_a_conflict(tmp_path: Path) -> Non
     assert (store / "a").read_bytes() == b"the backed-up bytes"
     assert (backups / "run1" / "a").read_bytes() == b"someone else's copy, put there after the crash"
     assert not journal_path(str(store)).exists()
+
+
+@pytest.mark.parametrize(
+    ("journal", "message"),
+    [
+        ('{"type": "begin", "op": "apply"}\n', "cannot be read as a run (KeyError"),
+        ('{"type": "begin", "op": "explode", "run_dir": "/x", "store": "/x", "created_ns": 1, "moves": []}\n', "cannot be read as a run"),
+        (
+            '{"type": "begin", "op": "apply", "run_id": "r", "run_dir": "/tmp/r", "store": "/etc", "created_ns": 1, "moves": []}\n',
+            "names another store (/etc)",
+        ),
+    ],
+    ids=["missing fields", "unknown op", "another store"],
+)
+def test_a_journal_that_is_not_a_run_of_this_store_is_refused_clearly(tmp_path: Path, journal: str, message: str) -> None:
+    store, _ = _store(tmp_path, a=b"x")
+    journal_path(str(store)).write_text(journal)
+    with store_lock(str(store)) as lock, pytest.raises(ApplyError, match=re.escape(message)):
+        recover(str(store), lock)
+    assert journal_path(str(store)).read_text() == journal and (store / "a").read_bytes() == b"x"
