@@ -23,6 +23,13 @@ PARTIAL_SUFFIX = ".ocr-reconcile-partial"
 INDEX_NAME = "index.json"
 
 
+def is_control_name(name: str) -> bool:
+    """Whether a store-relative ``name`` is a file ocr-reconcile keeps for some store (a store nested
+    inside another has its lock, journal and backups there): never planned as an unmanaged file."""
+    first = name.split("/", 1)[0]
+    return first.endswith((LOCK_SUFFIX, JOURNAL_SUFFIX, BACKUP_SUFFIX)) or name.endswith(PARTIAL_SUFFIX)
+
+
 def _beside(store_root: str, suffix: str) -> Path:
     return Path(store_root.rstrip("/") + suffix)
 

@@ -16,6 +16,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from .errors import ExitCode
+from .layout import is_control_name
 from .manifest import Manifest, ManifestRef, fold
 from .scan import FileFacts, StoreScan
 
@@ -261,6 +262,8 @@ def classify(manifest: Manifest, facts: FileFacts) -> tuple[Action, str]:
     pattern = whitelisted_by(manifest, facts.name)
     if pattern is not None:
         return Action.KEEP, f"whitelisted by {pattern!r}"
+    if is_control_name(facts.name):
+        return Action.IGNORE, "a file ocr-reconcile keeps for a store (lock, journal, backup, temporary copy): never moved"
     twin = manifest.folded.get(fold(facts.name))
     if twin is not None:
         return Action.IGNORE, f"differs from declared {twin!r} only by case or Unicode normalisation: never moved"

@@ -128,3 +128,24 @@ def test_a_saved_plan_cannot_lift_the_manifests_guards(
     assert result.exit_code == ExitCode.GUARD and "4 files would move, over max_delete 3" in result.stderr, result.output
     assert tree_digest(store) == before
     assert runner.invoke(app, ["apply", str(plan_file), "--yes", "--max-delete", "2"]).exit_code == ExitCode.GUARD
+
+
+def test_a_nested_stores_control_files_are_never_moved(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    """A store inside this one keeps its lock, journal and backups here: the outer apply leaves them."""
+    inner = store / "inner"
+    inner.mkdir()
+    (store / "inner.ocr-reconcile.lock").write_text("{}")
+    (store / "inner.ocr-reconcile-journal").write_text('{"type": "begin"}\n')
+    (store / "inner.ocr-reconcile-backups").mkdir()
+    (store / "inner.ocr-reconcile-backups" / "stray.bin").write_bytes(b"backup")
+    (store / "x.gguf.ocr-reconcile-partial").write_bytes(b"partial")
+    controls = {
+        "inner.ocr-reconcile.lock",
+        "inner.ocr-reconcile-journal",
+        "inner.ocr-reconcile-backups/stray.bin",
+        "x.gguf.ocr-reconcile-partial",
+    }
+    doc = json.loads(runner.invoke(app, ["plan", str(write_manifest()), "--json"]).stdout)
+    assert {c["name"]: c["actions"] for c in doc["changes"] if c["name"] in controls} == {n: ["ignore"] for n in controls}
+    assert runner.invoke(app, ["apply", str(write_manifest()), "--yes"]).exit_code == ExitCode.OK
+    assert all((store / n).exists() for n in controls)
