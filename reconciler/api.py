@@ -47,10 +47,6 @@ class Held:
     lock: StoreLock
     recovery: Recovery | None
 
-    @property
-    def root(self) -> str:
-        return self.lock.root
-
 
 class Session:
     """One store (and optionally one manifest) for the length of a ``with`` block. Make it with
@@ -113,7 +109,7 @@ class Session:
         return scan_store(self._store(), Everything() if hash_all else (self.manifest.pinned if self.manifest else ()))
 
     def plan(self, max_delete: int | None = None, allow_empty: bool = False, guards: Guards | None = None) -> Plan:
-        """Scan and diff against the manifest. ``guards`` (a saved plan's) replace the other two. In a
+        """Scan and diff against the manifest. ``guards``, when given, replace the other two. In a
         session opened on a saved plan, the fresh plan :meth:`verify` checked against it."""
         if self.saved is not None:
             return self.verify(self.saved, max_delete=max_delete, allow_empty=allow_empty)

@@ -224,7 +224,7 @@ def snapshot(
             report_pending(session)
             snap = session.snapshot(hash_files, host)
         if out is None:
-            typer.echo(render.dumps(snap.to_doc()))
+            typer.echo(render.dumps(with_checksum(snap.to_doc())))
         else:
             save_snapshot(out, snap)
             typer.echo(f"Snapshot of {snap.scan.root} ({len(snap.scan.files)} files) written to {out}.", err=True)

@@ -13,6 +13,7 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import NamedTuple
 
 from .errors import ExitCode
@@ -185,23 +186,24 @@ class Plan:
         """Changes that stop the store converging (missing models, pin mismatches)."""
         return tuple(c for c in self.changes if c.action.blocks)
 
-    @property
+    @cached_property
     def summary(self) -> Summary:
+        """Counts per action and bytes to move; the one place the plan's totals are computed."""
         return Summary(tuple((a, len(self.of(a))) for a in Action), sum(c.size for c in self.to_delete))
 
     @property
     def bytes_freed(self) -> int:
         """Bytes the store loses when the plan is applied (a symlink frees only its own size)."""
-        return sum(c.size for c in self.to_delete)
+        return self.summary.bytes_freed
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action.is_change for c in self.changes)
+        return self.summary.has_changes
 
     @property
     def converges(self) -> bool:
         """False when declared models are missing or differ from their pin."""
-        return not self.blocking
+        return self.summary.converges
 
     @property
     def detailed_exit_code(self) -> ExitCode:

@@ -214,8 +214,8 @@ class Snapshot:
     path: str
 
     def to_doc(self) -> dict[str, Any]:
-        """The snapshot document, with its checksum (what ``snapshot`` prints)."""
-        return with_checksum(snapshot_doc(self))
+        """The snapshot document, without its checksum (as :meth:`SavedPlan.to_doc`)."""
+        return snapshot_doc(self)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], path: str) -> Snapshot:

@@ -86,7 +86,7 @@ def recover(store_root: str, lock: StoreLock) -> Recovery | None:
                 state.skipped[move.key] = record["why"]
             else:
                 state.done[move.key] = record
-    already = tuple(k.split(":", 1)[1] for k in state.done)
+    already = state.done_names()
     outcome = run_moves(header, journal, state)
     finished = tuple(m.name for m in outcome.moved if m.name not in already)
     return Recovery(header.op.value, header.run_id, finished, already, outcome.skipped)

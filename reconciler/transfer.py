@@ -133,6 +133,13 @@ class Outcome:
 class RunState:
     """Moves done (their journal records) and skipped (why), by journal key; recovery rebuilds it."""
 
+    def done_names(self) -> tuple[str, ...]:
+        return tuple(_name_of(k) for k in self.done)
+
+    def skips(self) -> tuple[tuple[str, str], ...]:
+        """(name, why) of every skipped move."""
+        return tuple((_name_of(k), why) for k, why in self.skipped.items())
+
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -177,7 +184,7 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState) -> Outcome:
             if exc.errno in _SKIP_ERRNOS:
                 skip(move, f"{exc.strerror or exc} (left in place)")
                 continue
-            moved_names = ", ".join(k.split(":", 1)[1] for k in state.done) or "none"
+            moved_names = ", ".join(state.done_names()) or "none"
             error = (
                 f"moving {move.name} failed: {exc.strerror or exc}; it is still whole where it was. Moved before the failure: {moved_names}"
             )
@@ -190,7 +197,12 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState) -> Outcome:
     journal.remove()
     faults.step("journal-removed")
     moved = tuple(_entry(m, state.done[m.key]) for m in header.moves if m.key in state.done and m.role is not Role.DISPLACE)
-    return Outcome(moved, tuple((k.split(":", 1)[1], w) for k, w in state.skipped.items()), pruned, error)
+    return Outcome(moved, state.skips(), pruned, error)
+
+
+def _name_of(key: str) -> str:
+    """The store-relative name in a journal key (``role:name``, see :attr:`Move.key`)."""
+    return key.split(":", 1)[1]
 
 
 def _entry(move: Move, record: dict[str, Any]) -> Entry:
@@ -208,7 +220,7 @@ def _finalise(header: RunHeader, state: RunState, failed: bool) -> tuple[str, ..
         write_index(BackupRun(folder.name, folder, header.created_ns, status, header.store, header.manifest, entries, skipped))
 
     if header.op is Op.APPLY:
-        index(header.run_dir, Role.BACKUP, tuple((k.split(":", 1)[1], w) for k, w in state.skipped.items()))
+        index(header.run_dir, Role.BACKUP, state.skips())
         faults.step("index-written")
         if failed or header.keep is None or not any(m.role is Role.BACKUP and m.key in state.done for m in header.moves):
             return ()  # a run that moved nothing never makes older runs count as surplus

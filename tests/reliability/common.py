@@ -31,6 +31,7 @@ SCRIPT = BIN / "ocr-reconcile"
 FORKSERVER = Path(__file__).with_name("forkserver.py")
 EXEC_ENV = "OCR_RECONCILE_TEST_EXEC"  # =1: exec the console script for every command (no fork server)
 WAIT = 120.0  # seconds: the cap of every wait on an event; reached only when something is broken
+RUN_CAP = 600.0  # seconds: the cap of one command, as run_cli's; reached only when something hangs
 
 DEMO_STALE = frozenset({"latest.gguf", "mistral-7b-v0.1.Q2_K.gguf", "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf", "phi-2.Q4_K_M.gguf"})
 DEMO_KEPT = frozenset(EXAMPLE_STORE) - DEMO_STALE
@@ -189,7 +190,7 @@ class Cli:
             self._server.wait(timeout=WAIT)
             self._server = None
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = RUN_CAP) -> subprocess.CompletedProcess[str]:
         """Run one command to its end; returncode < 0 means killed by that signal (as ``subprocess``)."""
         full_env = {**os.environ, **(env or {})}
         if self._server is None:
