@@ -27,14 +27,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
-from .catalogue import BackupRun, find_run, list_runs
+from .catalogue import BackupRun, StoreId, find_run, list_runs
 from .errors import ManifestError, StalePlanError, StoreNotFound, UsageError
 from .journal import StoreLock, store_lock
 from .layout import default_backup_root
 from .manifest import Manifest, ManifestRef, load_manifest
 from .plan import FleetPlan, Guards, Plan, guards_for, make_plan
 from .planfile import SavedPlan, Snapshot, fingerprint_differences, iso_time, load_snapshot
-from .recovery import Pending, Recovery, pending_run, recover
+from .recovery import Abandoned, Pending, Recovery, abandon, pending_run, recover
 from .restore import RestorePlan, RestoreResult, plan_restore, restore
 from .scan import Everything, StoreScan, resolve_root, scan_store
 from .stores import ModelStore, engine_default_path, open_store
@@ -137,8 +137,13 @@ class Session:
         return fresh
 
     def backups(self) -> list[BackupRun]:
-        """Backup runs in this store's backup folder, newest first."""
-        return list_runs(self.backup_root())
+        """This store's backup runs (a backup folder may be shared: other stores' runs are not
+        listed), newest first."""
+        try:
+            root = self.store_root()
+        except StoreNotFound as exc:
+            root = exc.path
+        return list_runs(self.backup_root(root), StoreId.of(root))
 
     def find_run(self, run_id: str) -> BackupRun:
         """The run ``run_id`` (or a unique prefix of it) in this store's backup folder."""
@@ -169,7 +174,8 @@ class Session:
         if self.saved is not None and self.pending(root) is None:
             self.verify(self.saved)  # a stale or foreign saved plan creates no lock file beside its store
         with store_lock(root, self.lock_timeout, command) as lock:
-            yield Held(lock, recover(root, lock))
+            waiting = self.pending(root) is not None
+            yield Held(lock, recover(root, lock, self.backup_root(root)) if waiting else None)
 
     def recover(self, held: Held | None = None) -> Recovery | None:
         """Finish an interrupted run on this store; None when there was none."""
@@ -177,6 +183,13 @@ class Session:
             return held.recovery
         with self.lock("recover") as taken:
             return taken.recovery
+
+    def abandon(self) -> Abandoned | None:
+        """Release the store from an interrupted run whose journal cannot be acted on, moving no
+        byte (see :func:`~.recovery.abandon`); None when there was no journal."""
+        root = self.store_root()
+        with store_lock(root, self.lock_timeout, "abandon") as lock:
+            return abandon(root, lock, self.backup_root(root))
 
     def check_applicable(self, plan: Plan) -> Path:
         """Raise if ``plan`` must not be applied (cannot converge, guards, backup folder); return the

@@ -19,7 +19,7 @@ from .transfer import Move, Op, Role, RunHeader, execute
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What an apply did. ``run_id`` is None when there was nothing to move."""
+    """What an apply did. ``run_id`` is None when nothing moved (no run is made then)."""
 
     run_id: str | None
     run_dir: Path | None
@@ -82,4 +82,6 @@ def apply_plan(plan: Plan, backup_root: Path, keep: int | None, lock: StoreLock,
     outcome = execute(header, lock)
     if outcome.error:
         raise ApplyError(outcome.error)
+    if not outcome.moved:
+        return ApplyResult(None, None, (), outcome.skipped)
     return ApplyResult(run_id, run_dir, outcome.moved, outcome.skipped, outcome.pruned)

@@ -1,17 +1,22 @@
 """The backup catalogue: backup runs, their ``index.json`` files, listing, finding and pruning.
 
 A backup folder holds one sub-folder per run (``<backup>/<run id>/``), with the moved files under
-their store-relative names and an ``index.json`` saying what the run holds. This module reads and
-writes those indexes and deletes whole runs when pruning; it never moves a model file (that is
-``transfer.py``'s job) and decides nothing about the store.
+their store-relative names and an ``index.json`` saying what the run holds and which store it came
+from (path, device and inode). Several stores may share a backup folder: every listing, count and
+prune is of one store's runs only. This module reads and writes indexes (through directory
+descriptors, never following a link) and deletes pruned runs entry by entry; it never moves a model
+file (that is ``transfer.py``'s job) and decides nothing about the store.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
 import secrets
-import shutil
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
@@ -19,19 +24,21 @@ from pathlib import Path
 from typing import Any
 
 from . import faults
-from .errors import UnknownRunError
-from .journal import fsync_dir
+from .errors import ConfigError, UnknownRunError
+from .fsops import DIR_FLAGS, Tree, split
 from .layout import INDEX_NAME
 
 INDEX_FORMAT = 1
 
 
 class Status:
-    """A run's ``status``: in-progress until its run finalises it, then complete or failed."""
+    """A run's ``status``: in-progress until its run finalises it, then complete or failed (or
+    abandoned)."""
 
     IN_PROGRESS = "in-progress"
     COMPLETE = "complete"
     FAILED = "failed"
+    ABANDONED = "abandoned"  # an unfinished run released by ``recover --abandon``: lists what is really in it
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,34 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class StoreId:
+    """Which store a run belongs to: its resolved path and the device/inode of its folder (None for
+    an index written before runs recorded them, or a store that is gone: matched by path alone)."""
+
+    path: str
+    dev_ino: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, store_root: str) -> StoreId:
+        try:
+            st = os.stat(store_root)
+        except OSError:
+            return cls(store_root, None)
+        return cls(store_root, (st.st_dev, st.st_ino))
+
+    def owns(self, run: BackupRun) -> bool:
+        if run.store != self.path:
+            return False
+        return self.dev_ino is None or run.store_id is None or run.store_id == self.dev_ino
+
+
+@dataclass(frozen=True)
 class Entry:
     """One entry a run holds: its store-relative name, what it was and how it got there.
 
     ``sha256`` is of the bytes (None for a symlink). ``method`` is ``rename`` (same filesystem) or
-    ``copy`` (copied, fsynced, verified, original unlinked).
+    ``copy`` (copied, fsynced, verified, original unlinked). ``restored_ns`` is set once a restore
+    put it back (the index keeps it, as the run's audit trail).
     """
 
     name: str
@@ -62,9 +92,11 @@ class Entry:
     sha256: str | None
     link_target: str | None
     method: str
+    restored_ns: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Entry:
+        restored = data.get("restored_ns")
         return cls(
             str(data["name"]),
             str(data["kind"]),
@@ -72,6 +104,7 @@ class Entry:
             data.get("sha256"),
             data.get("link_target"),
             str(data.get("method", "rename")),
+            int(restored) if restored is not None else None,
         )
 
 
@@ -87,25 +120,44 @@ class BackupRun:
     manifest: Provenance
     entries: tuple[Entry, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
+    store_id: tuple[int, int] | None = None
+
+    @property
+    def held(self) -> tuple[Entry, ...]:
+        """The entries still in the run (not restored)."""
+        return tuple(e for e in self.entries if e.restored_ns is None)
 
     @property
     def size(self) -> int:
-        return sum(e.size for e in self.entries)
+        return sum(e.size for e in self.held)
+
+    @property
+    def state(self) -> str:
+        """The status to show: ``restored`` / ``partly restored`` for a complete run restored from."""
+        if self.status != Status.COMPLETE or len(self.held) == len(self.entries):
+            return self.status
+        return "restored" if not self.held else "partly restored"
 
     def to_json(self) -> dict[str, Any]:
         """The index document (``index.json``)."""
         doc: dict[str, Any] = {
             "format_version": INDEX_FORMAT,
+            "tool": TOOL,
             "run_id": self.run_id,
             "created_ns": self.created_ns,
             "status": self.status,
             "store": self.store,
+            "store_id": list(self.store_id) if self.store_id else None,
             "manifest": asdict(self.manifest),
-            "entries": [asdict(e) for e in self.entries],
+            "entries": [{k: v for k, v in asdict(e).items() if k != "restored_ns" or v is not None} for e in self.entries],
         }
         if self.skipped:
             doc["skipped"] = [{"name": n, "why": w} for n, w in self.skipped]
         return doc
+
+
+TOOL = "ocr-reconcile"
+RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}(-displaced)?")
 
 
 def new_run_id() -> str:
@@ -113,11 +165,51 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def read_run(run_dir: Path) -> BackupRun | None:
-    """The run in ``run_dir``, or None when it has no readable, well-formed index."""
+def open_backup_root(backup_root: Path) -> Tree:
+    """Open (creating it, mode 0700) the backup folder: checked before a run writes its journal.
+    ConfigError when it is a link, not a folder, owned by another user, or not writable."""
     try:
-        data = json.loads((run_dir / INDEX_NAME).read_text(encoding="utf-8"))
-        return BackupRun(
+        tree = Tree.open(backup_root, create=True)
+    except OSError as exc:
+        why = "it is a symbolic link, which is never followed" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        raise ConfigError(f"backup folder {backup_root} cannot be used: {why}; nothing was changed") from None
+    st = os.fstat(tree.fd)
+    problem = ""
+    if st.st_uid != os.geteuid():
+        problem = f"it is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})"
+    elif not os.access(backup_root, os.W_OK | os.X_OK):
+        problem = "it is not writable"
+    if problem:
+        tree.close()
+        raise ConfigError(f"backup folder {backup_root} cannot be used: {problem}; nothing was changed")
+    return tree
+
+
+def _read_index(dir_fd: int) -> dict[str, Any]:
+    fd = os.open(INDEX_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("index is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = json.loads(fh.read(16 * 1024 * 1024))
+    finally:
+        os.close(fd)
+    if not isinstance(data, dict):
+        raise ValueError("index is not an object")
+    return data
+
+
+def read_run(run_dir: Path) -> BackupRun | None:
+    """The run in ``run_dir``, or None when it is not a folder (a link is never followed), or has
+    no readable, well-formed index whose run id is the folder's name."""
+    try:
+        fd = os.open(run_dir, DIR_FLAGS)
+    except OSError:
+        return None
+    try:
+        data = _read_index(fd)
+        store_id = data.get("store_id")
+        run = BackupRun(
             run_id=str(data["run_id"]),
             path=run_dir,
             created_ns=int(data["created_ns"]),
@@ -126,69 +218,135 @@ def read_run(run_dir: Path) -> BackupRun | None:
             manifest=Provenance.from_json(data.get("manifest")),
             entries=tuple(Entry.from_json(e) for e in data["entries"]),
             skipped=tuple((str(s["name"]), str(s["why"])) for s in data.get("skipped") or ()),
+            store_id=(int(store_id[0]), int(store_id[1])) if store_id else None,
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         return None
+    finally:
+        os.close(fd)
+    return run if run.run_id == run_dir.name else None
 
 
-def list_runs(backup_root: Path) -> list[BackupRun]:
-    """Every backup run under ``backup_root``, newest first. Folders without a readable index are skipped."""
-    if not backup_root.is_dir():
+def list_runs(backup_root: Path, store: StoreId | None = None) -> list[BackupRun]:
+    """The backup runs under ``backup_root`` (of ``store`` only, when given), newest first. Folders
+    without a readable index are skipped."""
+    try:
+        names = os.listdir(backup_root)
+    except OSError:
         return []
-    runs = [run for child in backup_root.iterdir() if (run := read_run(child)) is not None]
+    runs = [run for name in names if (run := read_run(backup_root / name)) is not None and (store is None or store.owns(run))]
     return sorted(runs, key=lambda r: (r.created_ns, r.run_id), reverse=True)
 
 
-def find_run(backup_root: Path, run_id: str) -> BackupRun:
-    """The run called ``run_id`` (a unique prefix is enough)."""
-    runs = list_runs(backup_root)
+def find_run(backup_root: Path, run_id: str, store: StoreId | None = None) -> BackupRun:
+    """The run called ``run_id`` (a unique prefix is enough), of ``store`` when given."""
+    runs = list_runs(backup_root, store)
     found = [r for r in runs if r.run_id == run_id] or [r for r in runs if r.run_id.startswith(run_id)]
     if len(found) != 1:
         raise UnknownRunError(run_id, str(backup_root), [r.run_id for r in found])
     return found[0]
 
 
-def prune_runs(backup_root: Path, keep: int) -> tuple[str, ...]:
-    """Delete complete runs beyond the newest ``keep``. Never touches failed or unfinished runs."""
-    complete = [r for r in list_runs(backup_root) if r.status == Status.COMPLETE]
+def surplus_runs(backup_root: Path, store: StoreId, keep: int) -> list[BackupRun]:
+    """The runs ``keep`` makes surplus: complete runs of ``store`` that still hold files, beyond the
+    newest ``keep``, and fully restored runs older than the oldest run kept. Only genuine runs (a
+    tool-made index, a run-id folder name) ever qualify; failed and unfinished runs never do."""
+    genuine = [r for r in list_runs(backup_root, store) if r.status == Status.COMPLETE and RUN_ID.fullmatch(r.run_id)]
+    holding = [r for r in genuine if r.held]
+    surplus = holding[keep:]
+    cutoff = holding[keep - 1].created_ns if 0 < keep <= len(holding) else None
+    emptied = [r for r in genuine if not r.held and (keep == 0 or (cutoff is not None and r.created_ns < cutoff))]
+    return sorted(surplus + emptied, key=lambda r: (r.created_ns, r.run_id), reverse=True)
+
+
+def prune_runs(backup: Tree, store: StoreId, keep: int) -> tuple[str, ...]:
+    """Delete the :func:`surplus_runs`, each only as far as the tool made it: the entries its index
+    lists, the folders they were in once empty, the index, the run folder. Anything else put there
+    stays (and keeps its folder)."""
     pruned = []
-    for run in complete[keep:]:
-        shutil.rmtree(run.path)
+    for run in surplus_runs(Path(backup.path), store, keep):
+        delete_run(backup, run)
         pruned.append(run.run_id)
     return tuple(pruned)
 
 
-def create_run(run_dir: Path, store: str, manifest: Provenance, created_ns: int) -> None:
-    """Create a run folder with an in-progress index, once (a no-op when it exists: recovery)."""
-    if (run_dir / INDEX_NAME).exists():
+def delete_run(backup: Tree, run: BackupRun) -> None:
+    """Remove what the tool put in ``run``: its held entries, then empty folders, then the index."""
+    with Tree(os.path.join(backup.path, run.run_id), os.open(run.run_id, DIR_FLAGS, dir_fd=backup.fd)) as tree:
+        for entry in run.held:
+            parent, base = split(entry.name)
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.unlink(base, dir_fd=tree.dir(parent))
+        remove_if_empty(backup, run.run_id, tree, [e.name for e in run.entries])
+
+
+def remove_if_empty(backup: Tree, run_id: str, tree: Tree, names: Iterable[str]) -> None:
+    """Remove the index, then the now-empty folders of ``names`` and the run folder itself; a folder
+    that still holds something (not the tool's) is left, with it."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(INDEX_NAME, dir_fd=tree.fd)
+    remove_empty_folders(tree, names)
+    try:
+        os.rmdir(run_id, dir_fd=backup.fd)
+    except OSError:
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fsync_dir(run_dir.parent)
-    write_index(BackupRun(run_dir.name, run_dir, created_ns, Status.IN_PROGRESS, store, manifest))
+    os.fsync(backup.fd)
+
+
+def remove_empty_folders(tree: Tree, names: Iterable[str]) -> None:
+    """Remove the folders above ``names`` in ``tree`` that are empty now, deepest first."""
+    folders = sorted({p for n in names for p in _parents(n)}, key=lambda p: p.count("/"), reverse=True)
+    for folder in folders:
+        above, base = split(folder)
+        with contextlib.suppress(OSError):
+            os.rmdir(base, dir_fd=tree.dir(above))
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def create_run(backup: Tree, run: BackupRun) -> Tree:
+    """Make the run folder (mode 0700) with an in-progress index, or open it when it is already this
+    run's (recovery). Raises FileExistsError for a folder of that name that is not this run's."""
+    try:
+        os.mkdir(run.run_id, 0o700, dir_fd=backup.fd)
+        os.fsync(backup.fd)
+        made = True
+    except FileExistsError:
+        made = False
+    tree = Tree(os.path.join(backup.path, run.run_id), os.open(run.run_id, DIR_FLAGS, dir_fd=backup.fd))
+    if not made:
+        existing = read_run(Path(tree.path))
+        if existing is None or existing.store != run.store or existing.created_ns != run.created_ns:
+            tree.close()
+            raise FileExistsError(errno.EEXIST, f"{tree.path} exists and is not this run's folder")
+        return tree
+    write_index(tree, replace(run, status=Status.IN_PROGRESS, entries=(), skipped=()))
     faults.step("index-created")
+    return tree
 
 
-def write_index(run: BackupRun) -> None:
+def write_index(tree: Tree, run: BackupRun) -> None:
     """Replace the run's index atomically (temp file, fsync, rename, fsync the folder)."""
-    tmp = run.path / (INDEX_NAME + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(run.to_json(), fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, run.path / INDEX_NAME)
-    fsync_dir(run.path)
+    tmp = INDEX_NAME + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=tree.fd)
+    try:
+        os.write(fd, (json.dumps(run.to_json(), indent=2, sort_keys=True) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, INDEX_NAME, src_dir_fd=tree.fd, dst_dir_fd=tree.fd)
+    os.fsync(tree.fd)
 
 
-def forget_entries(run_dir: Path, names: Iterable[str]) -> None:
-    """Drop restored ``names`` from a run's index; remove the run folder once it holds nothing."""
-    run = read_run(run_dir)
-    if run is None:  # emptied and removed before a crash: nothing left to update
+def mark_restored(tree: Tree, names: Iterable[str], when_ns: int) -> None:
+    """Mark restored ``names`` in the run's index; the index (and the run folder) stay."""
+    run = read_run(Path(tree.path))
+    if run is None:
         return
     gone = set(names)
-    left = tuple(e for e in run.entries if e.name not in gone)
-    if left:
-        write_index(replace(run, entries=left))
-    else:
-        shutil.rmtree(run_dir)
-        fsync_dir(run_dir.parent)
+    entries = tuple(replace(e, restored_ns=when_ns) if e.name in gone and e.restored_ns is None else e for e in run.entries)
+    write_index(tree, replace(run, entries=entries))
+    remove_empty_folders(tree, gone)

@@ -25,6 +25,7 @@ from .errors import (
     ConfirmationRefused,
     ExitCode,
     GuardError,
+    JournalError,
     LockedError,
     PendingRunError,
     ReconcilerError,
@@ -90,6 +91,8 @@ def _hint(exc: ReconcilerError) -> str:
         return "; pass --store to restore elsewhere" if exc.for_restore else " (create it, or set store.path / --store)"
     if isinstance(exc, LockedError):
         return "; retry, or pass --lock-timeout SECONDS to wait"
+    if isinstance(exc, JournalError):
+        return " (ocr-reconcile recover --abandon releases the store without moving anything; see docs/reliability.md)"
     if isinstance(exc, PendingRunError):
         return "; run ocr-reconcile recover first"
     if isinstance(exc, UnknownRunError) and not exc.candidates:

@@ -170,6 +170,18 @@ class PendingRunError(ApplyError):
         super().__init__(f"an interrupted run's journal {journal} exists; nothing was moved")
 
 
+class JournalError(ApplyError):
+    """An interrupted run's journal cannot be acted on (unreadable, not a file, another store's, or
+    inconsistent with the backup folder). It is left in place; abandoning the run is the way out."""
+
+    reason = "unreadable_journal"
+
+    def __init__(self, journal: str, problem: str) -> None:
+        self.journal = journal
+        self.problem = problem
+        super().__init__(f"the journal {journal} {problem}; it was left in place and nothing was moved")
+
+
 class BackupError(ReconcilerError):
     """A backup run is unknown, unreadable, or cannot be restored as asked. ``run_id`` and ``names``
     say which run and which of its entries, when known."""

@@ -14,25 +14,34 @@ import stat
 CHUNK = 1024 * 1024
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str | None:
-    """SHA-256 (hex) of the bytes at ``path``, following a symlink; None if it cannot be read or is
-    not a regular file (a FIFO or a device is never read: ``/dev/zero`` would never end)."""
-    digest = hashlib.sha256()
+def file_sha256(path: str | os.PathLike[str], dir_fd: int | None = None, follow: bool = True) -> str | None:
+    """SHA-256 (hex) of the bytes at ``path`` (relative to ``dir_fd`` when given), following a
+    symlink unless ``follow`` is False; None if it cannot be read or is not a regular file (a FIFO or
+    a device is never read: ``/dev/zero`` would never end)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags, dir_fd=dir_fd)
     except OSError:
         return None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
+        return fd_sha256(fd)
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def fd_sha256(fd: int) -> str:
+    """SHA-256 (hex) of a regular file open at ``fd``, read from its start (``pread``: the offset
+    of ``fd`` is not moved). Raises OSError."""
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        digest.update(chunk)
+        offset += len(chunk)
     return digest.hexdigest()
 
 

@@ -26,18 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from . import faults
-from .errors import LockedError, ReconcilerError, UsageError
+from .errors import JournalError, LockedError, ReconcilerError, UsageError
+from .fsops import fsync_dir
 from .layout import lock_path
 
 POLL_SECONDS = 0.05
-
-
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -159,13 +152,30 @@ TORN: dict[str, Any] = {"type": "begin", "op": "torn", "moves": []}
 
 def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """``(header, records)`` of an unfinished run, or None. A torn last line (crash mid-write) is
-    dropped; a journal whose header itself is torn reads as :data:`TORN` (nothing had moved)."""
+    dropped. A journal with no complete line at all reads as :data:`TORN` (the crash came while its
+    header was written, before any move). Anything else that is not a journal (a link, a folder, a
+    header that does not parse) raises JournalError: it is never guessed at."""
     try:
-        lines = path.read_bytes().split(b"\n")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        why = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror or exc})"
+        raise JournalError(str(path), why) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise JournalError(str(path), "is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise JournalError(str(path), f"cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if b"\n" not in data:
+        return dict(TORN), []
+    lines = data.split(b"\n")
     entries = []
-    for line in lines:
+    for line in lines[:-1]:  # the part after the last newline is a torn append, if anything
         if not line.strip():
             continue
         try:
@@ -173,5 +183,5 @@ def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | No
         except ValueError:
             break  # only the last line can be torn: appends are fsynced one by one
     if not entries or not isinstance(entries[0], dict) or entries[0].get("type") != "begin":
-        return dict(TORN), []
+        raise JournalError(str(path), "does not start with a run header (it is damaged, or not a journal)")
     return entries[0], [e for e in entries[1:] if isinstance(e, dict)]

@@ -6,7 +6,8 @@ A store ``/srv/models`` gets siblings, never children (the engine would list a c
 - ``/srv/models.ocr-reconcile-journal``: the write-ahead journal of an unfinished run (``journal.py``);
 - ``/srv/models.ocr-reconcile-backups/``: the default backup folder, one sub-folder per run, each with
   an ``index.json`` (``catalogue.py``);
-- ``<name>.ocr-reconcile-partial``: a temporary copy during a cross-filesystem move (``transfer.py``).
+- ``.ocr-reconcile-tmp-<token>-<n>``: a temporary copy during a cross-filesystem move, beside its
+  destination (``transfer.py``): short, unique per run, created with ``O_EXCL``, named in the journal.
 
 Use these functions instead of building such paths by hand, so that a new side file (a hash cache)
 is added here once. This module only computes names: it never touches the disk.
@@ -19,7 +20,7 @@ from pathlib import Path
 LOCK_SUFFIX = ".ocr-reconcile.lock"
 JOURNAL_SUFFIX = ".ocr-reconcile-journal"
 BACKUP_SUFFIX = ".ocr-reconcile-backups"
-PARTIAL_SUFFIX = ".ocr-reconcile-partial"
+TEMP_PREFIX = ".ocr-reconcile-tmp-"
 INDEX_NAME = "index.json"
 
 
@@ -27,7 +28,7 @@ def is_control_name(name: str) -> bool:
     """Whether a store-relative ``name`` is a file ocr-reconcile keeps for some store (a store nested
     inside another has its lock, journal and backups there): never planned as an unmanaged file."""
     first = name.split("/", 1)[0]
-    return first.endswith((LOCK_SUFFIX, JOURNAL_SUFFIX, BACKUP_SUFFIX)) or name.endswith(PARTIAL_SUFFIX)
+    return first.endswith((LOCK_SUFFIX, JOURNAL_SUFFIX, BACKUP_SUFFIX)) or name.rpartition("/")[2].startswith(TEMP_PREFIX)
 
 
 def _beside(store_root: str, suffix: str) -> Path:
@@ -49,6 +50,7 @@ def default_backup_root(store_root: str) -> Path:
     return _beside(store_root, BACKUP_SUFFIX)
 
 
-def partial_path(destination: Path) -> Path:
-    """The temporary name a cross-filesystem copy is written under before it is renamed into place."""
-    return destination.with_name(destination.name + PARTIAL_SUFFIX)
+def temp_name(token: str, index: int) -> str:
+    """The temporary name of move ``index`` of the run with ``token``: a base name, well under any
+    filesystem's limit whatever the length of the name it will become."""
+    return f"{TEMP_PREFIX}{token}-{index}"

@@ -1,22 +1,28 @@
-"""Recovery: finish (roll forward) a run that a crash interrupted, from its journal and the disk.
+"""Recovery: finish (roll forward) a run that a crash interrupted, from its journal and the disk, or
+abandon a run whose journal cannot be acted on.
 
 Read-only :func:`pending_run` reports an unfinished run; :func:`recover` settles every half-done move
-(the disk decides what had happened), then lets the transfer engine finish the rest. Takes the held
-store lock. Safe to run again if it is itself interrupted.
+(the disk decides what had happened), then lets the transfer engine finish the rest. :func:`abandon`
+moves no byte: it records where every file of the run is and releases the store. Both take the held
+store lock and act through folder descriptors. Safe to run again if interrupted.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import stat
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ApplyError
+from .catalogue import BackupRun, Entry, Provenance, Status, StoreId, list_runs, write_index
+from .errors import JournalError
+from .fsops import DIR_FLAGS, Tree, fsync_dir, rename_noreplace, split
 from .hashing import file_sha256
-from .journal import Journal, StoreLock, fsync_dir, read_journal
-from .layout import journal_path, partial_path
-from .transfer import Move, RunHeader, RunState, moved_digest, run_moves
+from .journal import Journal, StoreLock, read_journal
+from .layout import INDEX_NAME, journal_path
+from .transfer import Move, RunHeader, RunState, Trees, moved_digest, run_moves
 
 
 @dataclass(frozen=True)
@@ -38,22 +44,47 @@ class Pending:
     run_id: str | None
 
 
+@dataclass(frozen=True)
+class Abandoned:
+    """What :func:`abandon` recorded: where the journal was kept, where each file of the run is
+    (``(name, place)``), and the unfinished backup runs it turned into restorable ``abandoned`` runs."""
+
+    journal_kept: str
+    places: tuple[tuple[str, str], ...]
+    runs: tuple[str, ...]
+
+
 def pending_run(store_root: str) -> Pending | None:
-    """The interrupted run on this store, if its journal is there (read-only)."""
-    found = read_journal(journal_path(store_root))
+    """The interrupted run on this store, if its journal is there (read-only; an unreadable journal
+    reports as op "unreadable")."""
+    try:
+        found = read_journal(journal_path(store_root))
+    except JournalError:
+        return Pending("unreadable", None)
     if found is None:
         return None
     header = found[0]
     return Pending(str(header.get("op", "run")), header.get("run_id"))
 
 
-def recover(store_root: str, lock: StoreLock) -> Recovery | None:
+def _header(path: Path, raw: dict[str, Any], store_root: str) -> RunHeader:
+    try:
+        header = RunHeader.from_json(raw)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise JournalError(str(path), f"cannot be read as a run ({type(exc).__name__}: {exc})") from None
+    if os.path.realpath(header.store) != os.path.realpath(store_root):
+        raise JournalError(str(path), f"names another store ({header.store})")
+    return header
+
+
+def recover(store_root: str, lock: StoreLock, backup_root: Path) -> Recovery | None:
     """Finish an interrupted run (roll forward), or return None if there is none.
 
     For each journaled move not recorded as done, the state on disk decides: moved but unrecorded
     (record it); copied and renamed but the original not yet unlinked (verify, unlink); not started
-    or half-copied (discard the temporary copy, move it now); changed or vanished (skip); both there
-    and different (a conflict: skip, deleting neither). Safe to run again if it is itself interrupted.
+    or half-copied (discard the run's own temporary copy, move it now); changed or vanished (skip);
+    both there and different (a conflict: skip, deleting neither). A journal that cannot be acted on
+    raises JournalError and is left in place (:func:`abandon` is the way out).
     """
     lock.check(store_root)
     path = journal_path(store_root)
@@ -61,67 +92,143 @@ def recover(store_root: str, lock: StoreLock) -> Recovery | None:
     if found is None:
         return None
     raw, records = found
-    if raw["op"] == "torn":  # crashed while writing the header: nothing had moved
+    if raw["op"] == "torn":  # crashed while writing the header, before any run folder was made
+        unfinished = [r.run_id for r in list_runs(backup_root, StoreId.of(store_root)) if r.status == Status.IN_PROGRESS]
+        if unfinished:
+            raise JournalError(str(path), f"is torn, yet unfinished backup runs of this store exist ({', '.join(unfinished)})")
         os.unlink(path)
         fsync_dir(path.parent)
         return Recovery("torn", None)
-    try:
-        header = RunHeader.from_json(raw)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ApplyError(f"the journal {path} cannot be read as a run ({type(exc).__name__}: {exc}); it was left in place") from None
-    if os.path.realpath(header.store) != os.path.realpath(store_root):
-        raise ApplyError(f"the journal {path} names another store ({header.store}); it was left in place and nothing was moved")
+    header = _header(path, raw, store_root)
     state = RunState(
-        done={r["key"]: r for r in records if r.get("type") == "done"},
-        skipped={r["key"]: r["why"] for r in records if r.get("type") == "skip"},
+        done={r["key"]: r for r in records if r.get("type") == "done" and "key" in r},
+        skipped={r["key"]: str(r.get("why", "")) for r in records if r.get("type") == "skip" and "key" in r},
     )
-    journal = Journal.reopen(path)
-    for move in header.moves:
-        if move.key in state.done or move.key in state.skipped:
-            continue
-        record = _settle(move)  # completed by the crashed run (or in conflict), but not yet recorded
-        if record is not None:
-            journal.record(record)
-            if record["type"] == "skip":
-                state.skipped[move.key] = record["why"]
-            else:
-                state.done[move.key] = record
-    already = state.done_names()
-    outcome = run_moves(header, journal, state)
+    with Trees.open(header) as trees:
+        journal = Journal.reopen(path)
+        for index, move in enumerate(header.moves):
+            if move.key in state.done or move.key in state.skipped:
+                continue
+            record = _settle(header, index, move, trees)  # completed by the crashed run (or in conflict), not yet recorded
+            if record is not None:
+                journal.record(record)
+                if record["type"] == "skip":
+                    state.skipped[move.key] = record["why"]
+                else:
+                    state.done[move.key] = record
+        already = state.done_names()
+        outcome = run_moves(header, journal, state, trees)
     finished = tuple(m.name for m in outcome.moved if m.name not in already)
     return Recovery(header.op.value, header.run_id, finished, already, outcome.skipped)
 
 
-def _settle(move: Move) -> dict[str, Any] | None:
+def _settle(header: RunHeader, index: int, move: Move, trees: Trees) -> dict[str, Any] | None:
     """Bring a half-done move to a clean state: a done record if it had completed, a skip record if
     source and destination both exist and differ (neither is ever deleted), else None (redo)."""
-    src, dst = Path(move.src), Path(move.dst)
-    partial = partial_path(dst)
-    if os.path.lexists(partial):
-        os.unlink(partial)  # a half-copied file is never trusted
-        fsync_dir(partial.parent)
-    src_here, dst_here = os.path.lexists(src), os.path.lexists(dst)
-    if dst_here and not src_here:
-        method = "rename" if _same_device(dst.parent, src.parent) else "copy"
-        return {"type": "done", "key": move.key, "method": method, "sha256": moved_digest(move)}
-    if dst_here and src_here:  # copy renamed into place; the original not yet unlinked
-        if _same_content(src, dst, move.facts.kind):
-            os.unlink(src)
-            fsync_dir(src.parent)
-            return {"type": "done", "key": move.key, "method": "copy", "sha256": moved_digest(move)}
-        # e.g. an interrupted restore, after which the user put a new copy of the model in place
-        return {"type": "skip", "key": move.key, "why": f"both {src} and {dst} exist and differ; neither was touched"}
-    return None
+    source, dest = trees.ends(move, create=False)
+    parent, base = split(move.name)
+    dst_fd = _dir(dest, parent)
+    if dst_fd is not None:
+        _discard_temp(dst_fd, header.temp(index))
+    src_here = source is not None and source.lstat(move.name) is not None
+    dst_here = dest is not None and dest.lstat(move.name) is not None
+    if not dst_here:
+        return None
+    assert dest is not None
+    if not src_here:
+        same_fs = source is not None and os.fstat(source.fd).st_dev == os.fstat(dest.fd).st_dev
+        return {"type": "done", "key": move.key, "method": "rename" if same_fs else "copy", "sha256": moved_digest(dest, move)}
+    assert source is not None
+    src_fd = source.dir(parent)
+    if _same_content(src_fd, dest.dir(parent), base, move.facts.kind):  # copy in place; the original not yet unlinked
+        os.unlink(base, dir_fd=src_fd)
+        os.fsync(src_fd)
+        return {"type": "done", "key": move.key, "method": "copy", "sha256": moved_digest(dest, move)}
+    # e.g. an interrupted restore, after which the user put a new copy of the model in place
+    where = (os.path.join(source.path, move.name), os.path.join(dest.path, move.name))
+    return {"type": "skip", "key": move.key, "why": f"both {where[0]} and {where[1]} exist and differ; neither was touched"}
 
 
-def _same_device(a: Path, b: Path) -> bool:
+def _dir(tree: Tree | None, parent: str) -> int | None:
+    if tree is None:
+        return None
     try:
-        return os.stat(a).st_dev == os.stat(b).st_dev
-    except OSError:  # a parent removed after the crash
-        return False
+        return tree.dir(parent)
+    except OSError:  # a folder removed (or replaced) after the crash
+        return None
 
 
-def _same_content(a: Path, b: Path, kind: str) -> bool:
+def _discard_temp(dir_fd: int, tmp: str) -> None:
+    """Remove the run's temporary copy if it is there and is the tool's (owned by this user): a
+    half-copied file is never trusted."""
+    try:
+        st = os.stat(tmp, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if st.st_uid == os.geteuid() and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        os.unlink(tmp, dir_fd=dir_fd)
+        os.fsync(dir_fd)
+
+
+def _same_content(src_fd: int, dst_fd: int, base: str, kind: str) -> bool:
+    a = os.stat(base, dir_fd=src_fd, follow_symlinks=False)
+    b = os.stat(base, dir_fd=dst_fd, follow_symlinks=False)
+    if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+        return True  # a hard link, then an unlink (rename_noreplace's fallback): interrupted between
     if kind == "symlink":
-        return os.path.islink(a) and os.path.islink(b) and os.readlink(a) == os.readlink(b)
-    return file_sha256(a) == file_sha256(b)
+        return stat.S_ISLNK(a.st_mode) and stat.S_ISLNK(b.st_mode) and os.readlink(base, dir_fd=src_fd) == os.readlink(base, dir_fd=dst_fd)
+    digest = file_sha256(base, dir_fd=src_fd, follow=False)
+    return digest is not None and digest == file_sha256(base, dir_fd=dst_fd, follow=False)
+
+
+def abandon(store_root: str, lock: StoreLock, backup_root: Path) -> Abandoned | None:
+    """Release a store whose journal cannot be acted on, moving no byte: report where each file of
+    the run is (when the journal can be read at all), turn this store's unfinished backup runs into
+    ``abandoned`` runs whose index lists what is really in them (so they can be restored), and keep
+    the journal under a new name beside the store. None when there is no journal."""
+    lock.check(store_root)
+    path = journal_path(store_root)
+    if not os.path.lexists(path):
+        return None
+    places: list[tuple[str, str]] = []
+    try:
+        found = read_journal(path)
+        header = _header(path, found[0], store_root) if found and found[0].get("op") != "torn" else None
+    except JournalError:
+        header = None
+    if header is not None:
+        for move in header.moves:
+            at = [p for p in (move.src, move.dst) if os.path.lexists(p)]
+            places.append((move.name, " and ".join(at) if at else "neither at its source nor at its destination"))
+    runs = []
+    for run in list_runs(backup_root, StoreId.of(store_root)):
+        if run.status == Status.IN_PROGRESS:
+            _inventory(run)
+            runs.append(run.run_id)
+    kept = path.with_name(f"{path.name}.abandoned-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    parent = os.open(path.parent, DIR_FLAGS & ~os.O_NOFOLLOW)
+    try:
+        rename_noreplace(parent, path.name, parent, kept.name)
+        os.fsync(parent)
+    finally:
+        os.close(parent)
+    return Abandoned(os.fspath(kept), tuple(places), tuple(runs))
+
+
+def _inventory(run: BackupRun) -> None:
+    """Rewrite an unfinished run's index as ``abandoned``, listing the files really in it."""
+    with Tree(os.fspath(run.path), os.open(run.path, DIR_FLAGS)) as tree:
+        entries = []
+        for folder, dirs, files, dir_fd in os.fwalk(".", dir_fd=tree.fd):
+            linked = [d for d in dirs if stat.S_ISLNK(os.stat(d, dir_fd=dir_fd, follow_symlinks=False).st_mode)]
+            for name in sorted(files + linked):
+                rel = os.path.normpath(os.path.join(folder, name))
+                if rel in (INDEX_NAME, INDEX_NAME + ".tmp"):
+                    continue
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    entries.append(Entry(rel, "symlink", st.st_size, None, os.readlink(name, dir_fd=dir_fd), "unknown"))
+                elif stat.S_ISREG(st.st_mode):
+                    entries.append(Entry(rel, "file", st.st_size, file_sha256(name, dir_fd=dir_fd, follow=False), None, "unknown"))
+        manifest = Provenance(run.manifest.source, run.manifest.sha256, run.manifest.name)
+        write_index(tree, replace(run, status=Status.ABANDONED, entries=tuple(sorted(entries, key=lambda e: e.name)), manifest=manifest))

@@ -101,7 +101,11 @@ def select(run: BackupRun, names: Sequence[str]) -> list[Entry]:
         raise BackupError(f"run {run.run_id} holds no {', '.join(map(repr, unknown))}", run.run_id, unknown)
     if run.status == Status.IN_PROGRESS:
         raise BackupError(f"run {run.run_id} is unfinished (an interrupted run); recover it first, then restore", run.run_id)
-    return [by_name[n] for n in (names or list(by_name))]
+    back = [n for n in names if by_name[n].restored_ns is not None]
+    if back or (not names and not run.held):
+        what = ", ".join(map(repr, back)) if back else "every file it held"
+        raise BackupError(f"run {run.run_id}: {what} was already restored (its index keeps the record)", run.run_id, back)
+    return [by_name[n] for n in names] if names else list(run.held)
 
 
 def read_restore_facts(run: BackupRun, entries: Sequence[Entry], store: str) -> RestoreFacts:
@@ -158,7 +162,7 @@ def decide_restore(
             held = facts.held[entry.name]
             assert held is not None
             moves.append(Move(os.fspath(run.path / entry.name), os.path.join(store, entry.name), Role.RESTORE, held))
-    names = tuple(e.name for e in entries) if len(entries) != len(run.entries) else ()
+    names = tuple(e.name for e in entries) if len(entries) != len(run.held) else ()
     return RestorePlan(run, store, tuple(moves), present, displaced_run_id if conflicts else None, names, force)
 
 

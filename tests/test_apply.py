@@ -60,7 +60,8 @@ def test_apply_moves_exactly_the_delete_set_and_restore_undoes_it(store: Path, w
     restored = restore(write_manifest(), str(result.run_id), [])
     assert set(restored.restored) == STALE
     assert tree_digest(store) == before
-    assert list_runs(backup_root) == []
+    (run,) = list_runs(backup_root)  # the index stays, as the audit trail, marked restored
+    assert run.state == "restored" and not run.held and os.listdir(run.path) == ["index.json"]
 
 
 def test_apply_refuses_missing_models_and_moves_nothing(store: Path, write_manifest: Callable[..., Path]) -> None:
@@ -128,7 +129,7 @@ def test_restore_refuses_to_overwrite_a_different_file_unless_forced(store: Path
     displaced = find_run(backup_root, out.displaced_run)
     assert (displaced.path / "phi-2.Q4_K_M.gguf").read_bytes() == b"someone put a new file here"
     # the rest of the run is still restorable
-    assert {e.name for e in find_run(backup_root, run_id).entries} == STALE - {"phi-2.Q4_K_M.gguf"}
+    assert {e.name for e in find_run(backup_root, run_id).held} == STALE - {"phi-2.Q4_K_M.gguf"}
 
 
 def test_restore_of_identical_file_is_a_no_op(store: Path, write_manifest: Callable[..., Path]) -> None:

@@ -138,12 +138,12 @@ def test_a_nested_stores_control_files_are_never_moved(runner: CliRunner, store:
     (store / "inner.ocr-reconcile-journal").write_text('{"type": "begin"}\n')
     (store / "inner.ocr-reconcile-backups").mkdir()
     (store / "inner.ocr-reconcile-backups" / "stray.bin").write_bytes(b"backup")
-    (store / "x.gguf.ocr-reconcile-partial").write_bytes(b"partial")
+    (store / ".ocr-reconcile-tmp-0123abcd-0").write_bytes(b"partial")  # an inner run's temporary copy
     controls = {
         "inner.ocr-reconcile.lock",
         "inner.ocr-reconcile-journal",
         "inner.ocr-reconcile-backups/stray.bin",
-        "x.gguf.ocr-reconcile-partial",
+        ".ocr-reconcile-tmp-0123abcd-0",
     }
     doc = json.loads(runner.invoke(app, ["plan", str(write_manifest()), "--json"]).stdout)
     assert {c["name"]: c["actions"] for c in doc["changes"] if c["name"] in controls} == {n: ["ignore"] for n in controls}

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.catalogue import BackupRun, Entry, Provenance, Status, find_run, list_runs, prune_runs, read_run, write_index
+from reconciler.catalogue import BackupRun, Entry, Provenance, Status, StoreId, create_run, find_run, list_runs, open_backup_root, prune_runs, read_run, write_index
+from reconciler.fsops import Tree
 from reconciler.errors import ApplyError, PendingRunError, UnknownRunError
 from reconciler.hashing import file_sha256
 from reconciler.journal import Journal, read_journal, store_lock
-from reconciler.layout import journal_path, partial_path
+from reconciler.layout import journal_path
 from reconciler.planfile import fingerprint_differences
 from reconciler.recovery import pending_run, recover
 from reconciler.scan import FileFacts, StoreScan, stat_entry
@@ -36,7 +37,7 @@ def _header(store: Path, backups: Path, *names: str) -> RunHeader:
         facts = stat_entry(str(store), name)
         assert facts is not None
         moves.append(Move(str(store / name), str(run_dir / name), Role.BACKUP, facts))
-    return RunHeader(Op.APPLY, "run1", str(run_dir), str(store), Provenance("m.yaml", "0" * 64, "t"), 1, tuple(moves), keep=None)
+    return RunHeader(Op.APPLY, "run1", str(run_dir), str(store), Provenance("m.yaml", "0" * 64, "t"), 1, tuple(moves), keep=None, token="t0")
 
 
 # -- journal ------------------------------------------------------------------------------------------
@@ -59,6 +60,8 @@ def test_journal_round_trip_and_a_torn_last_line_is_dropped(tmp_path: Path) -> N
 def test_a_journal_with_a_torn_header_reads_as_torn(tmp_path: Path) -> None:
     path = tmp_path / "j"
     path.write_bytes(b'{"type": "beg')
+    assert read_journal(path) == ({"type": "begin", "op": "torn", "moves": []}, [])
+    path.write_bytes(b"")  # created, killed before its first write
     assert read_journal(path) == ({"type": "begin", "op": "torn", "moves": []}, [])
 
 
@@ -85,9 +88,11 @@ def test_execute_moves_and_indexes_and_refuses_a_pending_journal(tmp_path: Path)
 
 
 def _crash_after_begin(store: Path, header: RunHeader) -> None:
-    """The state a kill leaves right after the journal was written: nothing moved yet."""
+    """The state a kill leaves right before the first move: journal written, run folder made."""
     Journal.begin(journal_path(str(store)), header.to_json())
-    (Path(header.run_dir)).mkdir(parents=True)
+    run = BackupRun(header.run_id, Path(header.run_dir), header.created_ns, Status.IN_PROGRESS, header.store, header.manifest)
+    with open_backup_root(Path(header.run_dir).parent) as backup:
+        create_run(backup, run).close()
 
 
 @pytest.mark.parametrize("state", ["not started", "renamed, unrecorded", "half copied", "copied, original still there", "changed"])
@@ -99,19 +104,21 @@ def test_recovery_settles_every_half_done_state(tmp_path: Path, state: str) -> N
     if state == "renamed, unrecorded":
         os.rename(src, dst)
     elif state == "half copied":
-        partial_path(dst).write_bytes(b"model")
+        (dst.parent / header.temp(0)).write_bytes(b"model")
     elif state == "copied, original still there":
         dst.write_bytes(b"model bytes")
     elif state == "changed":
         src.write_bytes(b"someone else's new bytes")
     assert pending_run(str(store)) is not None
     with store_lock(str(store)) as lock:
-        result = recover(str(store), lock)
+        result = recover(str(store), lock, backups)
     assert result is not None and result.op == "apply" and result.run_id == "run1"
-    assert not journal_path(str(store)).exists() and not partial_path(dst).exists()
+    assert not journal_path(str(store)).exists() and not (dst.parent / header.temp(0)).exists()
     if state == "changed":
         assert result.skipped == (("a", "changed since the plan was made; left in place"),)
         assert src.read_bytes() == b"someone else's new bytes" and not dst.exists()
+        assert not dst.parent.exists()  # a run that moved nothing leaves no run behind
+        return
     else:
         assert dst.read_bytes() == b"model bytes" and not src.exists()
         completed_by_the_crashed_run = state in ("renamed, unrecorded", "copied, original still there")
@@ -121,47 +128,79 @@ def test_recovery_settles_every_half_done_state(tmp_path: Path, state: str) -> N
 
 
 def test_recovery_of_a_torn_journal_only_removes_it(tmp_path: Path) -> None:
-    store, _ = _store(tmp_path, a=b"x")
+    store, backups = _store(tmp_path, a=b"x")
     journal_path(str(store)).write_bytes(b'{"typ')
     with store_lock(str(store)) as lock:
-        result = recover(str(store), lock)
+        result = recover(str(store), lock, backups)
         assert result is not None and result.op == "torn"
-        assert recover(str(store), lock) is None
+        assert recover(str(store), lock, backups) is None
     assert (store / "a").read_bytes() == b"x"
 
 
 # -- catalogue ----------------------------------------------------------------------------------------
 
 
-def _run(backups: Path, run_id: str, created: int, status: str = Status.COMPLETE) -> BackupRun:
+def _run(backups: Path, run_id: str, created: int, status: str = Status.COMPLETE, store: str = "/s") -> BackupRun:
     path = backups / run_id
     path.mkdir(parents=True)
+    (path / "x").write_bytes(b"xyz")
     entry = Entry("x", "file", 3, "0" * 64, None, "rename")
-    run = BackupRun(run_id, path, created, status, "/s", Provenance(None, None, None), (entry,))
-    write_index(run)
+    run = BackupRun(run_id, path, created, status, store, Provenance(None, None, None), (entry,))
+    with Tree(str(path), os.open(path, os.O_RDONLY | os.O_DIRECTORY)) as tree:
+        write_index(tree, run)
     return run
 
 
-def test_catalogue_lists_finds_and_prunes_only_complete_runs(tmp_path: Path) -> None:
+A, B, C, D, E = (f"2026010{i}T000000Z-{c * 6}" for i, c in zip(range(1, 6), "abcde", strict=True))
+
+
+def test_catalogue_lists_finds_and_prunes_only_complete_runs_of_this_store(tmp_path: Path) -> None:
     backups = tmp_path / "b"
-    _run(backups, "20260101-aaa", 1)
-    _run(backups, "20260102-bbb", 2, Status.FAILED)
-    _run(backups, "20260103-ccc", 3)
-    _run(backups, "20260104-ddd", 4)
+    _run(backups, A, 1)
+    _run(backups, B, 2, Status.FAILED)
+    _run(backups, C, 3)
+    _run(backups, D, 4)
+    _run(backups, E, 5, store="/another-store")  # sharing the backup folder
     (backups / "stray").mkdir()
     (backups / "corrupt").mkdir()
     (backups / "corrupt" / "index.json").write_text("{not json")
-    assert [r.run_id for r in list_runs(backups)] == ["20260104-ddd", "20260103-ccc", "20260102-bbb", "20260101-aaa"]
-    assert find_run(backups, "20260103").run_id == "20260103-ccc"
+    this = StoreId("/s", None)
+    assert [r.run_id for r in list_runs(backups, this)] == [D, C, B, A]
+    assert find_run(backups, C[:8] + "T000000Z-c").run_id == C
     with pytest.raises(UnknownRunError) as ambiguous:
-        find_run(backups, "2026010")
+        find_run(backups, "2026010", this)
     assert len(ambiguous.value.candidates) == 4
     with pytest.raises(UnknownRunError):
         find_run(backups, "nope")
-    assert prune_runs(backups, keep=1) == ("20260103-ccc", "20260101-aaa")
-    assert [r.run_id for r in list_runs(backups)] == ["20260104-ddd", "20260102-bbb"]  # the failed run is never pruned
-    index = json.loads((backups / "20260104-ddd" / "index.json").read_text())
+    with open_backup_root(backups) as backup:
+        assert prune_runs(backup, this, keep=1) == (C, A)
+    assert [r.run_id for r in list_runs(backups)] == [E, D, B]  # the failed run and the other store's are never pruned
+    assert not (backups / A).exists() and (backups / "stray").is_dir() and (backups / "corrupt" / "index.json").exists()
+    index = json.loads((backups / D / "index.json").read_text())
     assert index["format_version"] == 1 and index["entries"][0]["name"] == "x"
+
+
+def test_pruning_deletes_only_what_the_run_holds(tmp_path: Path) -> None:
+    """A file someone put in a run folder is not the tool's: pruning leaves it, and its folder."""
+    backups = tmp_path / "b"
+    _run(backups, A, 1)
+    _run(backups, C, 3)
+    (backups / A / "someone-elses.txt").write_text("keep me")
+    with open_backup_root(backups) as backup:
+        assert prune_runs(backup, StoreId("/s", None), keep=1) == (A,)
+    assert sorted(os.listdir(backups / A)) == ["someone-elses.txt"]
+
+
+def test_a_folder_that_merely_contains_an_index_is_never_pruned(tmp_path: Path) -> None:
+    """With the backup folder set to the store's parent, the store itself (or any folder holding an
+    ``index.json``) must never be taken for a run: only run-id folders whose index names them."""
+    backups = tmp_path / "b"
+    fake = _run(backups, "models", 1)
+    _run(backups, A, 2)
+    _run(backups, C, 3)
+    with open_backup_root(backups) as backup:
+        assert prune_runs(backup, StoreId("/s", None), keep=1) == (A,)
+    assert (fake.path / "x").exists()
 
 
 # -- fingerprints -------------------------------------------------------------------------------------
@@ -197,7 +236,7 @@ def test_recovery_never_deletes_either_side_of_a_conflict(tmp_path: Path) -> Non
     _crash_after_begin(store, header)
     (backups / "run1" / "a").write_bytes(b"someone else's copy, put there after the crash")
     with store_lock(str(store)) as lock:
-        result = recover(str(store), lock)
+        result = recover(str(store), lock, backups)
     assert result is not None and len(result.skipped) == 1
     name, why = result.skipped[0]
     assert name == "a" and "exist and differ; neither was touched" in why and str(store / "a") in why
@@ -219,8 +258,8 @@ def test_recovery_never_deletes_either_side_of_a_conflict(tmp_path: Path) -> Non
     ids=["missing fields", "unknown op", "another store"],
 )
 def test_a_journal_that_is_not_a_run_of_this_store_is_refused_clearly(tmp_path: Path, journal: str, message: str) -> None:
-    store, _ = _store(tmp_path, a=b"x")
+    store, backups = _store(tmp_path, a=b"x")
     journal_path(str(store)).write_text(journal)
     with store_lock(str(store)) as lock, pytest.raises(ApplyError, match=re.escape(message)):
-        recover(str(store), lock)
+        recover(str(store), lock, backups)
     assert journal_path(str(store)).read_text() == journal and (store / "a").read_bytes() == b"x"

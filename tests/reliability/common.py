@@ -23,7 +23,7 @@ import yaml
 from reconciler.demo import EXAMPLE_STORE, build_store, fill
 from reconciler.errors import ExitCode
 from reconciler.journal import read_journal
-from reconciler.layout import INDEX_NAME, PARTIAL_SUFFIX, journal_path
+from reconciler.layout import INDEX_NAME, TEMP_PREFIX, journal_path
 
 from ..conftest import BIN, EXAMPLE_MANIFEST
 
@@ -58,14 +58,14 @@ def census(*roots: Path) -> Counter[str]:
             continue
         for dirpath, dirnames, filenames in os.walk(root):
             for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-                if name.endswith(PARTIAL_SUFFIX) or name in (INDEX_NAME, INDEX_NAME + ".tmp"):
+                if name.startswith(TEMP_PREFIX) or name in (INDEX_NAME, INDEX_NAME + ".tmp"):
                     continue
                 seen[digest(Path(dirpath) / name)] += 1
     return seen
 
 
 def partials(*roots: Path) -> list[Path]:
-    return [p for root in roots if root.exists() for p in root.rglob(f"*{PARTIAL_SUFFIX}")]
+    return [p for root in roots if root.exists() for p in root.rglob(f"{TEMP_PREFIX}*")]
 
 
 def originals(store: Path) -> dict[str, str]:

@@ -1,0 +1,369 @@
+"""One move of one entry, made so that it cannot be redirected and never loses a byte; and the
+data of a journaled run (:class:`Move`, :class:`RunHeader`).
+
+:class:`Trees` holds the folder descriptors a run acts through. :func:`move_entry` moves one entry:
+within one filesystem a rename that never replaces; across filesystems (or on EXDEV) a copy to a
+temporary name the run owns, fsync, verify, a check that the source did not change meanwhile, a
+rename into place that never replaces, then the unlink of the original. It raises :class:`Skip`
+when the entry must stay where it is. The run itself (journal, indexes) is ``transfer.py``'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import faults
+from .catalogue import BackupRun, Provenance, Status, create_run, open_backup_root
+from .errors import ApplyError
+from .fsops import DIR_FLAGS, Tree, open_regular, rename_noreplace, split
+from .hashing import CHUNK, StreamHasher, fd_sha256, file_sha256
+from .layout import temp_name
+from .scan import FileFacts
+
+
+class Op(str, Enum):
+    """What a run is: an apply (store -> new backup run) or a restore (backup run -> store)."""
+
+    APPLY = "apply"
+    RESTORE = "restore"
+
+
+class Role(str, Enum):
+    """Why one entry moves: to a backup run, back into the store, or out of a restore's way."""
+
+    BACKUP = "backup"
+    RESTORE = "restore"
+    DISPLACE = "displace"
+
+
+@dataclass(frozen=True)
+class Move:
+    """One intended move of one entry; ``facts`` is the identity it must still have when moved."""
+
+    src: str
+    dst: str
+    role: Role
+    facts: FileFacts
+
+    @property
+    def name(self) -> str:
+        return self.facts.name
+
+    @property
+    def key(self) -> str:
+        """Journal key: a name can be both displaced and restored in one run."""
+        return f"{self.role.value}:{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"src": self.src, "dst": self.dst, "role": self.role.value, "facts": asdict(self.facts)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Move:
+        return cls(data["src"], data["dst"], Role(data["role"]), FileFacts(**data["facts"]))
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    """Everything a run will do, journaled before it starts. ``run_dir`` is the new run's folder for
+    an apply and the source run's folder for a restore; ``displaced_run_dir`` receives the files a
+    forced restore moves out of the way; ``keep`` prunes older runs after a complete apply."""
+
+    op: Op
+    run_id: str
+    run_dir: str
+    store: str
+    manifest: Provenance
+    created_ns: int
+    moves: tuple[Move, ...]
+    keep: int | None = None
+    displaced_run_dir: str | None = None
+    token: str = ""  # names the run's temporary files (:meth:`temp`)
+    store_id: tuple[int, int] | None = None  # the store folder's (device, inode) when the run began
+
+    def temp(self, index: int) -> str:
+        """The temporary name move ``index`` copies to, beside its destination."""
+        return temp_name(self.token, index)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op": self.op.value,
+            "run_id": self.run_id,
+            "run_dir": self.run_dir,
+            "store": self.store,
+            "manifest": asdict(self.manifest),
+            "created_ns": self.created_ns,
+            "moves": [m.to_json() for m in self.moves],
+            "keep": self.keep,
+            "displaced_run_dir": self.displaced_run_dir,
+            "token": self.token,
+            "store_id": list(self.store_id) if self.store_id else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunHeader:
+        return cls(
+            op=Op(data["op"]),
+            run_id=str(data.get("run_id") or Path(data["run_dir"]).name),
+            run_dir=data["run_dir"],
+            store=data["store"],
+            manifest=Provenance.from_json(data.get("manifest")),
+            created_ns=int(data["created_ns"]),
+            moves=tuple(Move.from_json(m) for m in data["moves"]),
+            keep=data.get("keep"),
+            displaced_run_dir=data.get("displaced_run_dir"),
+            token=str(data.get("token") or ""),
+            store_id=(int(data["store_id"][0]), int(data["store_id"][1])) if data.get("store_id") else None,
+        )
+
+
+class Skip(Exception):
+    """A move that must not be made (the entry changed or vanished, something is in the way): it is
+    recorded as skipped, with this message as the reason, and the run goes on."""
+
+
+class Trees:
+    """The folder descriptors a run acts through: the store, the backup folder, and run folders
+    (a new run's folder is made on its first move, so a run that moves nothing makes none).
+    :meth:`open` checks the backup folder, and that the store is the one the run began on."""
+
+    def __init__(self, header: RunHeader, store: Tree, backup: Tree) -> None:
+        self.header = header
+        self.store = store
+        self.backup = backup
+        self.runs: dict[str, Tree] = {}
+
+    @classmethod
+    def open(cls, header: RunHeader) -> Trees:
+        """ConfigError for an unusable backup folder; ApplyError for a store that is gone or replaced."""
+        try:
+            store = Tree.open(header.store, mode=0o777)  # folders a restore remakes: as the umask says
+        except OSError as exc:
+            raise ApplyError(f"cannot open store folder {header.store}: {exc.strerror or exc}; nothing was moved") from None
+        if header.store_id is not None and store.identity() != header.store_id:
+            store.close()
+            raise ApplyError(
+                f"store folder {header.store} was replaced since its run began (another folder is there now); nothing was moved"
+            )
+        try:
+            backup = open_backup_root(Path(header.run_dir).parent)
+        except BaseException:
+            store.close()
+            raise
+        return cls(header, store, backup)
+
+    def run(self, run_dir: str, create: bool) -> Tree | None:
+        """The run folder ``run_dir`` (made, with an in-progress index, when ``create``), or None
+        when it does not exist."""
+        if run_dir not in self.runs:
+            name = Path(run_dir).name
+            if create:
+                h = self.header
+                new = BackupRun(name, Path(run_dir), h.created_ns, Status.IN_PROGRESS, h.store, h.manifest, store_id=h.store_id)
+                self.runs[run_dir] = create_run(self.backup, new)
+            else:
+                try:
+                    self.runs[run_dir] = Tree(run_dir, os.open(name, DIR_FLAGS, dir_fd=self.backup.fd))
+                except (FileNotFoundError, NotADirectoryError):
+                    return None
+        return self.runs[run_dir]
+
+    def ends(self, move: Move, create: bool) -> tuple[Tree | None, Tree | None]:
+        """The (source, destination) trees of ``move``; a run folder may be None (absent)."""
+        h = self.header
+        if move.role is Role.RESTORE:
+            return self.run(h.run_dir, False), self.store
+        run_dir = h.run_dir if move.role is Role.BACKUP else h.displaced_run_dir
+        assert run_dir is not None
+        return self.store, self.run(run_dir, create)
+
+    def close(self) -> None:
+        for tree in (self.store, self.backup, *self.runs.values()):
+            tree.close()
+
+    def __enter__(self) -> Trees:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def check_unchanged(move: Move, now: os.stat_result | None) -> None:
+    """Raise Skip unless ``now`` (an lstat of the move's source) is still the entry that was planned."""
+    if now is None:
+        raise Skip("vanished since the plan was made")
+    f = move.facts
+    kind = "symlink" if stat.S_ISLNK(now.st_mode) else "file" if stat.S_ISREG(now.st_mode) else "other"
+    if (kind, now.st_size, now.st_mtime_ns, now.st_ino, now.st_dev) != f.identity:
+        raise Skip("changed since the plan was made; left in place")
+
+
+def moved_digest(tree: Tree, move: Move) -> str | None:
+    """The sha256 of what a move put at its destination in ``tree`` (None for a symlink)."""
+    if move.facts.kind == "symlink":
+        return None
+    parent, base = split(move.name)
+    return file_sha256(base, dir_fd=tree.dir(parent), follow=False)
+
+
+def move_entry(header: RunHeader, index: int, move: Move, trees: Trees) -> tuple[str, str | None]:
+    """Move one entry, never following a link (a link is moved as a link), never replacing anything.
+
+    Returns the method and the sha256 of the moved bytes (None for a symlink). Raises Skip when the
+    entry must stay where it is.
+    """
+    source, _ = trees.ends(move, create=False)
+    if source is None:
+        raise Skip("its backup run folder is gone")
+    parent, base = split(move.name)
+    try:
+        src_fd = source.dir(parent)
+    except (FileNotFoundError, NotADirectoryError):
+        raise Skip("vanished since the plan was made (its folder is gone)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Skip(f"its folder {parent!r} was replaced by a symbolic link; left in place") from None
+        raise
+    check_unchanged(move, source.lstat(move.name))
+    _, dest = trees.ends(move, create=True)
+    assert dest is not None
+    try:
+        dst_fd = dest.dir(parent, create=True)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST):
+            raise Skip(f"something other than a folder is at {parent!r} in {dest.path}; left in place") from None
+        raise
+    if dest.lstat(move.name) is not None:
+        raise Skip(f"a file appeared at {os.path.join(dest.path, move.name)}; both were kept")
+    try:
+        rename_noreplace(src_fd, base, dst_fd, base)
+    except FileExistsError:
+        raise Skip(f"a file appeared at {os.path.join(dest.path, move.name)}; both were kept") from None
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:  # another filesystem, or two bind mounts of one
+            raise
+        digest = _copy_verified(move, src_fd, dst_fd, header.temp(index), os.path.join(dest.path, move.name))
+        os.fsync(dst_fd)
+        os.fsync(src_fd)
+        return "copy", digest
+    faults.step("renamed")
+    os.fsync(dst_fd)
+    os.fsync(src_fd)
+    return "rename", moved_digest(dest, move)  # rename copies nothing, so hash once, from the new place
+
+
+def _copy_verified(move: Move, src_fd: int, dst_fd: int, tmp: str, shown: str) -> str | None:
+    """Copy ``move``'s entry across filesystems: to ``tmp`` (created with O_EXCL), fsync, verify,
+    check the source is unchanged, rename into place (never replacing), then unlink the source.
+
+    Returns the verified sha256 of the bytes (None for a symlink). Raises Skip when the source
+    changed while it was copied (it stays; the copy is discarded) or changed after the copy was in
+    place (both stay), or when a file appeared at the destination (both stay).
+    """
+    base = split(move.name)[1]
+    if move.facts.kind == "symlink":
+        target = os.readlink(base, dir_fd=src_fd)
+        if target != move.facts.link_target:
+            raise Skip("changed since the plan was made; left in place")
+        try:
+            os.symlink(target, tmp, dir_fd=dst_fd)
+        except FileExistsError:
+            raise _in_the_way(tmp) from None
+        _place(move, src_fd, dst_fd, tmp, shown, None, None)
+        return None
+    try:
+        fin = open_regular(src_fd, base)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EINVAL, errno.ENOENT):
+            raise Skip("changed since the plan was made; left in place") from None
+        raise
+    try:
+        before = os.fstat(fin)
+        check_unchanged(move, before)
+        digest = _write_copy(move, fin, before, dst_fd, tmp)
+        if _stamp(os.fstat(fin)) != _stamp(before):
+            _discard(dst_fd, tmp)
+            raise Skip("changed while it was being copied; left in place, the copy discarded")
+        _place(move, src_fd, dst_fd, tmp, shown, fin, before)
+        return digest
+    finally:
+        os.close(fin)
+
+
+def _write_copy(move: Move, fin: int, before: os.stat_result, dst_fd: int, tmp: str) -> str:
+    """Write the bytes of ``fin`` to the new file ``tmp`` (O_EXCL: never one the tool did not
+    create), hashing on the way; fsync and verify. On any failure the temporary copy is removed."""
+    try:
+        fout = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dst_fd)
+    except FileExistsError:
+        raise _in_the_way(tmp) from None
+    try:
+        want = StreamHasher()
+        offset = 0
+        while chunk := os.pread(fin, CHUNK, offset):
+            want.update(chunk)
+            os.write(fout, chunk)
+            offset += len(chunk)
+            fault = faults.copy_fault()
+            if fault:
+                raise fault
+        os.fchmod(fout, stat.S_IMODE(before.st_mode))
+        os.utime(fout, ns=(before.st_atime_ns, before.st_mtime_ns))
+        os.fsync(fout)
+        digest = want.hexdigest()
+        if fd_sha256(fout) != digest:
+            raise OSError(errno.EIO, f"verification of the copy of {move.name} failed")
+    except BaseException:
+        os.close(fout)
+        _discard(dst_fd, tmp)
+        raise
+    os.close(fout)
+    return digest
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _place(move: Move, src_fd: int, dst_fd: int, tmp: str, shown: str, fin: int | None, before: os.stat_result | None) -> None:
+    """Rename the verified copy ``tmp`` into place (never replacing: a file that appeared wins, and
+    the copy is discarded), then unlink the source if it is still the entry that was copied."""
+    base = split(move.name)[1]
+    os.fsync(dst_fd)
+    faults.step("copy-written")
+    try:
+        rename_noreplace(dst_fd, tmp, dst_fd, base)
+    except FileExistsError:
+        _discard(dst_fd, tmp)
+        raise Skip(f"a file appeared at {shown}; it was kept, and the original left in place") from None
+    except BaseException:
+        _discard(dst_fd, tmp)
+        raise
+    os.fsync(dst_fd)
+    faults.step("copy-renamed")
+    now = os.stat(base, dir_fd=src_fd, follow_symlinks=False)
+    if (
+        fin is not None
+        and before is not None
+        and (_stamp(os.fstat(fin)) != _stamp(before) or (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino))
+    ):
+        raise Skip(f"changed while it was being moved; the copy at {shown} and the original were both kept")
+    os.unlink(base, dir_fd=src_fd)
+    faults.step("source-unlinked")
+
+
+def _in_the_way(tmp: str) -> Skip:
+    return Skip(f"a file the tool did not create is at its temporary name {tmp!r}; left in place")
+
+
+def _discard(dst_fd: int, tmp: str) -> None:
+    """Remove the temporary copy this run created (and only it: the name is the run's own)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dst_fd)
