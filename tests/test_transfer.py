@@ -10,9 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.catalogue import BackupRun, Entry, Provenance, Status, StoreId, create_run, find_run, list_runs, open_backup_root, prune_runs, read_run, write_index
-from reconciler.fsops import Tree
+from reconciler.catalogue import (
+    BackupRun,
+    Entry,
+    Provenance,
+    Status,
+    StoreId,
+    create_run,
+    find_run,
+    list_runs,
+    open_backup_root,
+    prune_runs,
+    read_run,
+    write_index,
+)
 from reconciler.errors import ApplyError, PendingRunError, UnknownRunError
+from reconciler.fsops import Tree
 from reconciler.hashing import file_sha256
 from reconciler.journal import Journal, read_journal, store_lock
 from reconciler.layout import journal_path
@@ -37,7 +50,9 @@ def _header(store: Path, backups: Path, *names: str) -> RunHeader:
         facts = stat_entry(str(store), name)
         assert facts is not None
         moves.append(Move(str(store / name), str(run_dir / name), Role.BACKUP, facts))
-    return RunHeader(Op.APPLY, "run1", str(run_dir), str(store), Provenance("m.yaml", "0" * 64, "t"), 1, tuple(moves), keep=None, token="t0")
+    return RunHeader(
+        Op.APPLY, "run1", str(run_dir), str(store), Provenance("m.yaml", "0" * 64, "t"), 1, tuple(moves), keep=None, token="t0"
+    )
 
 
 # -- journal ------------------------------------------------------------------------------------------
