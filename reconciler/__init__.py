@@ -12,7 +12,7 @@ The library API (the CLI and the Ansible modules are thin clients of it)::
         print(result.run_id, [m.name for m in result.moved])
 
 Stages: load (``manifest``) → scan (``scan``, read-only, through ``stores``) → plan (``plan``, pure)
-→ apply (``apply`` + ``transfer``, the only mutators) → release (the session's ``finally``).
+→ apply (``apply``, ``restore``, ``recovery`` over ``transfer`` and ``moves``, the only mutators) → release (the session's ``finally``).
 Everything a caller needs is exported here; other modules are internal and may change.
 """
 
@@ -32,6 +32,7 @@ from .errors import (
     EngineError,
     ExitCode,
     GuardError,
+    JournalError,
     LockedError,
     ManifestError,
     PendingRunError,
@@ -47,11 +48,12 @@ from .errors import (
 from .manifest import Manifest, load_manifest
 from .plan import Action, Change, FleetPlan, Guard, Guards, Plan, Summary, Violation
 from .planfile import SavedPlan, Snapshot, fleet_doc, load_plan, load_snapshot, plan_doc, save_plan, save_snapshot
-from .recovery import Pending, Recovery
+from .recovery import Abandoned, Pending, Recovery
 from .restore import RestorePlan, RestoreResult
 from .scan import FileFacts, StoreScan
 
 __all__ = [
+    "Abandoned",
     "Action",
     "ApplyError",
     "ApplyResult",
@@ -70,6 +72,7 @@ __all__ = [
     "GuardError",
     "Guards",
     "Held",
+    "JournalError",
     "LockedError",
     "Manifest",
     "ManifestError",

@@ -1,7 +1,7 @@
-"""The backup catalogue: backup runs, their ``index.json`` files, listing, finding and pruning.
+"""The backup catalogue: backup runs, their index files (``layout.INDEX_NAME``), listing, finding and pruning.
 
 A backup folder holds one sub-folder per run (``<backup>/<run id>/``), with the moved files under
-their store-relative names and an ``index.json`` saying what the run holds and which store it came
+their store-relative names and an index saying what the run holds and which store it came
 from (path, device and inode). Several stores may share a backup folder: every listing, count and
 prune is of one store's runs only. This module reads and writes indexes (through directory
 descriptors, never following a link) and deletes pruned runs entry by entry; it never moves a model
@@ -26,7 +26,7 @@ from typing import Any
 from . import faults
 from .errors import ConfigError, UnknownRunError
 from .fsops import DIR_FLAGS, Tree, split
-from .layout import INDEX_NAME
+from .layout import INDEX_NAME, LEGACY_INDEX_NAME
 
 INDEX_FORMAT = 1
 
@@ -110,7 +110,7 @@ class Entry:
 
 @dataclass(frozen=True)
 class BackupRun:
-    """A backup run as recorded in its ``index.json``. ``skipped`` lists (name, why) an apply left."""
+    """A backup run as recorded in its index. ``skipped`` lists (name, why) an apply left."""
 
     run_id: str
     path: Path
@@ -139,7 +139,7 @@ class BackupRun:
         return "restored" if not self.held else "partly restored"
 
     def to_json(self) -> dict[str, Any]:
-        """The index document (``index.json``)."""
+        """The index document."""
         doc: dict[str, Any] = {
             "format_version": INDEX_FORMAT,
             "tool": TOOL,
@@ -186,7 +186,14 @@ def open_backup_root(backup_root: Path) -> Tree:
 
 
 def _read_index(dir_fd: int) -> dict[str, Any]:
-    fd = os.open(INDEX_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        fd = os.open(INDEX_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        fd = os.open(LEGACY_INDEX_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    return _parse_index(fd)
+
+
+def _parse_index(fd: int) -> dict[str, Any]:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ValueError("index is not a regular file")

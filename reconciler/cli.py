@@ -285,16 +285,30 @@ def restore(
             planned = session.plan_restore(run_id, names or [], force)
             result = session.restore(planned, held)
         typer.echo(render.restore_text(planned.run.run_id, result))
+    raise typer.Exit(ExitCode.CHANGES if result.skipped else ExitCode.OK)
 
 
 @app.command("recover")
 def recover_(
     manifest: ManifestOpt = None,
     store: StoreOpt = None,
+    backup_dir: BackupDirOpt = None,
+    abandon: Annotated[
+        bool,
+        typer.Option(
+            "--abandon",
+            help="For a journal that cannot be read: move nothing, record where each file is, keep the journal "
+            "under a new name, and release the store.",
+        ),
+    ] = False,
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
     """Finish a run that a crash interrupted (apply and restore do this first by themselves)."""
-    with errors(), open_session(manifest, store, lock_timeout=lock_timeout) as session:
+    with errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
+        if abandon:
+            gone = session.abandon()
+            typer.echo(render.abandoned_text(gone) if gone else f"Nothing to abandon on {session.store_root()}.")
+            return
         result = session.recover()
         typer.echo(render.recovery_text(result) if result else f"Nothing to recover on {session.store_root()}.")
 

@@ -51,6 +51,7 @@ class Group(TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
+        plain, sys.stdout = sys.stdout, PipeSafe(sys.stdout)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
         except typer.TyperException as exc:  # usage errors: exit 1, not click's 2
@@ -65,7 +66,49 @@ class Group(TyperGroup):
         except (typer.Abort, KeyboardInterrupt):
             typer.echo("Interrupted.", err=True)
             sys.exit(ExitCode.INTERRUPTED)
+        finally:
+            sys.stdout.flush()
+            sys.stdout = plain
         sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
+
+
+class PipeSafe:
+    """Standard output, flushed line by line (a log keeps every line up to a kill), that goes quiet
+    once its reader has gone (``plan | head -1``): a broken pipe is not an error, the command's work
+    goes on and its exit code reflects the work. Only :meth:`Group.main` installs it."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                self._stream.write(text)
+                if "\n" in text:
+                    self._stream.flush()
+            except BrokenPipeError:
+                self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def _silence(self) -> None:
+        self._gone = True
+        try:  # so that the interpreter's own flush at exit finds no reader gone either
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 ManifestArg = Annotated[Path, typer.Argument(help="Manifest YAML file.", show_default=False)]

@@ -10,7 +10,10 @@
   broken test cannot hang forever). Tests use it to collide with a held lock on events, not sleeps:
   wait for ``locked.*``, run the contenders, then create ``release``.
 
-Never set these in production; they exist so that every crash point can be addressed by number and
+In-process tests may also register a callable with :func:`hooked` to run at a named step or
+event (a folder swapped for a link mid-copy, a file appearing before the final rename): the real
+code runs, and the test acts at an exact point, without timing. Never set these in production;
+they exist so that every crash point can be addressed by number and
 every lock collision can be staged without depending on timing.
 """
 
@@ -21,6 +24,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 CRASH_ENV = "OCR_RECONCILE_CRASH_AT"
 FAULT_ENV = "OCR_RECONCILE_FAULT"
@@ -31,11 +36,30 @@ LOCKED_PREFIX = "locked."
 RELEASE_NAME = "release"
 
 _steps = 0
+_hooks: dict[str, Callable[[], None]] = {}
+
+
+@contextmanager
+def hooked(name: str, action: Callable[[], None]) -> Iterator[None]:
+    """Run ``action`` at every :func:`step` or :func:`event` called ``name`` within the block (tests only)."""
+    _hooks[name] = action
+    try:
+        yield
+    finally:
+        del _hooks[name]
+
+
+def event(name: str) -> None:
+    """A point a test may act at (see :func:`hooked`) that is not a durable step."""
+    action = _hooks.get(name)
+    if action is not None:
+        action()
 
 
 def step(name: str) -> None:
     """Mark one durable step (after its fsync). With ``OCR_RECONCILE_CRASH_AT=K``, die at the K-th."""
     global _steps
+    event(name)
     _steps += 1
     target = os.environ.get(CRASH_ENV)
     if target and target.isdigit() and int(target) == _steps:

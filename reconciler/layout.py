@@ -5,7 +5,7 @@ A store ``/srv/models`` gets siblings, never children (the engine would list a c
 - ``/srv/models.ocr-reconcile.lock``: the store lock (``journal.store_lock``);
 - ``/srv/models.ocr-reconcile-journal``: the write-ahead journal of an unfinished run (``journal.py``);
 - ``/srv/models.ocr-reconcile-backups/``: the default backup folder, one sub-folder per run, each with
-  an ``index.json`` (``catalogue.py``);
+  an index, ``.ocr-reconcile-index.json`` (``catalogue.py``);
 - ``.ocr-reconcile-tmp-<token>-<n>``: a temporary copy during a cross-filesystem move, beside its
   destination (``transfer.py``): short, unique per run, created with ``O_EXCL``, named in the journal.
 
@@ -20,15 +20,17 @@ from pathlib import Path
 LOCK_SUFFIX = ".ocr-reconcile.lock"
 JOURNAL_SUFFIX = ".ocr-reconcile-journal"
 BACKUP_SUFFIX = ".ocr-reconcile-backups"
-TEMP_PREFIX = ".ocr-reconcile-tmp-"
-INDEX_NAME = "index.json"
+INDEX_NAME = ".ocr-reconcile-index.json"  # in a run folder; never a store-relative name (see is_control_name)
+LEGACY_INDEX_NAME = "index.json"  # runs made before 0.2 (read, never written)
+TOOL_PREFIX = ".ocr-reconcile-"  # a base name starting so is the tool's, never a model
+TEMP_PREFIX = TOOL_PREFIX + "tmp-"
 
 
 def is_control_name(name: str) -> bool:
     """Whether a store-relative ``name`` is a file ocr-reconcile keeps for some store (a store nested
     inside another has its lock, journal and backups there): never planned as an unmanaged file."""
     first = name.split("/", 1)[0]
-    return first.endswith((LOCK_SUFFIX, JOURNAL_SUFFIX, BACKUP_SUFFIX)) or name.rpartition("/")[2].startswith(TEMP_PREFIX)
+    return first.endswith((LOCK_SUFFIX, JOURNAL_SUFFIX, BACKUP_SUFFIX)) or name.rpartition("/")[2].startswith(TOOL_PREFIX)
 
 
 def _beside(store_root: str, suffix: str) -> Path:

@@ -307,10 +307,11 @@ def _write_copy(move: Move, fin: int, before: os.stat_result, dst_fd: int, tmp: 
     try:
         want = StreamHasher()
         offset = 0
-        while chunk := os.pread(fin, CHUNK, offset):
+        while offset < before.st_size and (chunk := os.pread(fin, min(CHUNK, before.st_size - offset), offset)):  # a growing file ends
             want.update(chunk)
             os.write(fout, chunk)
             offset += len(chunk)
+            faults.event("copy-chunk")
             fault = faults.copy_fault()
             if fault:
                 raise fault

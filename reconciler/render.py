@@ -16,7 +16,7 @@ from .catalogue import BackupRun
 from .manifest import INVISIBLE, Manifest
 from .plan import Action, FleetPlan, Plan, Summary, Violation, status_of
 from .planfile import PLAN_FORMAT_VERSION, fleet_doc, iso_time, plan_doc, store_doc
-from .recovery import Recovery
+from .recovery import Abandoned, Recovery
 from .restore import RestorePlan, RestoreResult
 from .scan import StoreScan
 
@@ -264,7 +264,12 @@ def render_list(scan: StoreScan, manifest: Manifest | None, fmt: str) -> str:
 
 def apply_text(result: ApplyResult, restore_args: str = "") -> str:
     if result.run_id is None:
-        return "No changes. Nothing was moved."
+        skipped = [f"  skipped {safe(name)}: {why}" for name, why in result.skipped]
+        return (
+            "\n".join([*skipped, f"Nothing was moved ({len(skipped)} skipped); no backup run was made."])
+            if skipped
+            else "No changes. Nothing was moved."
+        )
     lines = [f"  moved {safe(m.name)} ({format_size(m.size)}, {m.method})" for m in result.moved]
     lines += [f"  skipped {safe(name)}: {why}" for name, why in result.skipped]
     lines.append(
@@ -278,16 +283,18 @@ def apply_text(result: ApplyResult, restore_args: str = "") -> str:
 
 
 def runs_json(runs: list[BackupRun]) -> list[dict[str, Any]]:
-    return [{**run.to_json(), "created": iso_time(run.created_ns), "files": len(run.entries), "size": run.size} for run in runs]
+    return [
+        {**run.to_json(), "state": run.state, "created": iso_time(run.created_ns), "files": len(run.held), "size": run.size} for run in runs
+    ]
 
 
 def runs_text(runs: list[BackupRun], backup_root: str) -> str:
     if not runs:
         return f"No backup runs in {backup_root}."
     width = max(len(r.run_id) for r in runs)
-    lines = [f"Backups in {backup_root}:", f"{'RUN ID':<{width}}  {'CREATED (UTC)':<20}  {'STATUS':<11}  {'FILES':>5}  {'SIZE':>10}"]
+    lines = [f"Backups in {backup_root}:", f"{'RUN ID':<{width}}  {'CREATED (UTC)':<20}  {'STATUS':<15}  {'FILES':>5}  {'SIZE':>10}"]
     for r in runs:
-        lines.append(f"{r.run_id:<{width}}  {iso_time(r.created_ns):<20}  {r.status:<11}  {len(r.entries):>5}  {format_size(r.size):>10}")
+        lines.append(f"{r.run_id:<{width}}  {iso_time(r.created_ns):<20}  {r.state:<15}  {len(r.held):>5}  {format_size(r.size):>10}")
     return "\n".join(lines)
 
 
@@ -302,11 +309,24 @@ def restore_plan_text(plan: RestorePlan) -> str:
 
 
 def restore_text(run_id: str, result: RestoreResult) -> str:
-    lines = [f"  restored {n}" for n in result.restored]
-    lines += [f"  already in the store (identical): {n}" for n in result.already_present]
+    lines = [f"  restored {safe(n)}" for n in result.restored]
+    lines += [f"  already in the store (identical): {safe(n)}" for n in result.already_present]
+    lines += [f"  skipped {safe(name)}: {why}" for name, why in result.skipped]
     if result.displaced_run:
         lines.append(f"Files that were in the way were moved to backup run {result.displaced_run}.")
-    lines.append(f"Restore of {run_id} complete: {len(result.restored)} restored, {len(result.already_present)} already present.")
+    lines.append(
+        f"Restore of {run_id} complete: {len(result.restored)} restored, {len(result.already_present)} already present, "
+        f"{len(result.skipped)} skipped."
+    )
+    return "\n".join(lines)
+
+
+def abandoned_text(gone: Abandoned) -> str:
+    """What ``recover --abandon`` did: where each file is, which runs were inventoried."""
+    lines = [f"Abandoned the interrupted run; nothing was moved. Its journal is kept as {gone.journal_kept}."]
+    lines += [f"  {safe(name)}: {safe(place)}" for name, place in gone.places]
+    if gone.runs:
+        lines.append(f"Unfinished backup runs now list what they really hold (status abandoned; restorable): {', '.join(gone.runs)}")
     return "\n".join(lines)
 
 

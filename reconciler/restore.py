@@ -76,11 +76,13 @@ class RestorePlan:
 
 @dataclass(frozen=True)
 class RestoreResult:
-    """What a restore did: entries put back, entries already identical in the store, displaced run."""
+    """What a restore did: entries put back, entries already identical in the store, the run that
+    received displaced files (None when none was displaced), and entries skipped (name, why)."""
 
     restored: tuple[str, ...]
     already_present: tuple[str, ...]
     displaced_run: str | None
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 def select(run: BackupRun, names: Sequence[str]) -> list[Entry]:
@@ -190,4 +192,5 @@ def restore(plan: RestorePlan, lock: StoreLock) -> RestoreResult:
     outcome = execute(header, lock)
     if outcome.error:
         raise BackupError(outcome.error, plan.run.run_id)
-    return RestoreResult(tuple(m.name for m in outcome.moved), plan.already_present, plan.displaced_run_id)
+    displaced_run = plan.displaced_run_id if outcome.displaced else None
+    return RestoreResult(tuple(m.name for m in outcome.moved), plan.already_present, displaced_run, outcome.skipped)

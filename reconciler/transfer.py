@@ -40,12 +40,14 @@ _SKIP_ERRNOS = (errno.EACCES, errno.EPERM)
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a run did: entries moved (not counting displaced ones), skipped with why, runs pruned."""
+    """What a run did: entries moved (not counting displaced ones), skipped with why, runs pruned,
+    names moved out of a restore's way."""
 
     moved: tuple[Entry, ...]
     skipped: tuple[tuple[str, str], ...]
     pruned: tuple[str, ...]
     error: str = ""
+    displaced: tuple[str, ...] = ()
 
 
 @dataclass
@@ -115,7 +117,8 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
     journal.remove()
     faults.step("journal-removed")
     moved = tuple(_entry(m, state.done[m.key]) for m in header.moves if m.key in state.done and m.role is not Role.DISPLACE)
-    return Outcome(moved, state.skips(), pruned, error)
+    displaced = tuple(m.name for m in header.moves if m.key in state.done and m.role is Role.DISPLACE)
+    return Outcome(moved, state.skips(), pruned, error, displaced)
 
 
 def _name_of(key: str) -> str:

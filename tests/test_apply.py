@@ -12,7 +12,7 @@ import pytest
 from reconciler import ApplyResult, BackupError, CannotConvergeError, ConfigError, Plan, RestoreResult, open_session
 from reconciler.catalogue import find_run, list_runs
 from reconciler.hashing import file_sha256
-from reconciler.layout import default_backup_root
+from reconciler.layout import INDEX_NAME, default_backup_root
 
 from .conftest import tree_digest
 
@@ -50,7 +50,7 @@ def test_apply_moves_exactly_the_delete_set_and_restore_undoes_it(store: Path, w
     run_dir = backup_root / str(result.run_id)
     backed = tree_digest(run_dir)
     assert all(backed[n] == before[n] for n in STALE)
-    index = json.loads((run_dir / "index.json").read_text())
+    index = json.loads((run_dir / INDEX_NAME).read_text())
     assert index["status"] == "complete"
     assert {e["name"]: e["sha256"] for e in index["entries"] if e["kind"] == "file"} == {n: before[n] for n in STALE if n != "latest.gguf"}
     # the symlink moved as a link; its target stayed
@@ -61,7 +61,7 @@ def test_apply_moves_exactly_the_delete_set_and_restore_undoes_it(store: Path, w
     assert set(restored.restored) == STALE
     assert tree_digest(store) == before
     (run,) = list_runs(backup_root)  # the index stays, as the audit trail, marked restored
-    assert run.state == "restored" and not run.held and os.listdir(run.path) == ["index.json"]
+    assert run.state == "restored" and not run.held and os.listdir(run.path) == [INDEX_NAME]
 
 
 def test_apply_refuses_missing_models_and_moves_nothing(store: Path, write_manifest: Callable[..., Path]) -> None:

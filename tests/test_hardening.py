@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from reconciler import open_session
 from reconciler.cli import app
 from reconciler.errors import ExitCode
-from reconciler.layout import lock_path
+from reconciler.layout import INDEX_NAME, lock_path
 from reconciler.planfile import checksum
 
 from .conftest import LLAMA, tree_digest
@@ -98,12 +98,12 @@ def test_restore_refuses_an_index_naming_a_path_outside_the_store(
     [run] = json.loads(runner.invoke(app, ["backups", "-m", manifest, "--json"]).stdout)
     run_dir = Path(store.parent / f"{store.name}.ocr-reconcile-backups" / run["run_id"])
     (run_dir.parent / "escape.txt").write_bytes(b"planted")
-    index = json.loads((run_dir / "index.json").read_text())
+    index = json.loads((run_dir / INDEX_NAME).read_text())
     planted = hashlib.sha256(b"planted").hexdigest()
     index["entries"].append(
         {"name": "../escape.txt", "kind": "file", "size": 7, "sha256": planted, "link_target": None, "method": "rename"}
     )
-    (run_dir / "index.json").write_text(json.dumps(index))
+    (run_dir / INDEX_NAME).write_text(json.dumps(index))
     before, outside = tree_digest(store), tree_digest(tmp_path)
     result = runner.invoke(app, ["restore", run["run_id"], "-m", manifest])
     assert result.exit_code == ExitCode.ERROR, result.output

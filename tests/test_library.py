@@ -28,7 +28,7 @@ from reconciler import (
 )
 from reconciler.apply import apply_plan
 from reconciler.cli import app
-from reconciler.layout import default_backup_root, journal_path
+from reconciler.layout import INDEX_NAME, default_backup_root, journal_path
 from reconciler.manifest import load_schema
 from reconciler.planfile import checksum, plan_doc
 
@@ -237,7 +237,7 @@ def test_an_unfinished_run_is_not_restored(store: Path, write_manifest: Callable
     with open_session(write_manifest()) as session:
         result = session.apply(session.plan())
         assert result.run_dir is not None
-        index = result.run_dir / "index.json"
+        index = result.run_dir / INDEX_NAME
         index.write_text(index.read_text().replace('"status": "complete"', '"status": "in-progress"'))
         with pytest.raises(reconciler.BackupError, match="is unfinished") as unfinished:
             session.plan_restore(str(result.run_id))

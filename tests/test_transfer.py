@@ -28,7 +28,7 @@ from reconciler.errors import ApplyError, PendingRunError, UnknownRunError
 from reconciler.fsops import Tree
 from reconciler.hashing import file_sha256
 from reconciler.journal import Journal, read_journal, store_lock
-from reconciler.layout import journal_path
+from reconciler.layout import INDEX_NAME, journal_path
 from reconciler.planfile import fingerprint_differences
 from reconciler.recovery import pending_run, recover
 from reconciler.scan import FileFacts, StoreScan, stat_entry
@@ -191,7 +191,7 @@ def test_catalogue_lists_finds_and_prunes_only_complete_runs_of_this_store(tmp_p
         assert prune_runs(backup, this, keep=1) == (C, A)
     assert [r.run_id for r in list_runs(backups)] == [E, D, B]  # the failed run and the other store's are never pruned
     assert not (backups / A).exists() and (backups / "stray").is_dir() and (backups / "corrupt" / "index.json").exists()
-    index = json.loads((backups / D / "index.json").read_text())
+    index = json.loads((backups / D / INDEX_NAME).read_text())
     assert index["format_version"] == 1 and index["entries"][0]["name"] == "x"
 
 

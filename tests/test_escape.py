@@ -1,0 +1,361 @@
+"""Issue 8, on real filesystems: moves that cannot be redirected, a catalogue that keeps to its own
+store, recovery that never gets stuck. Hostile actions happen at exact points of the real code
+(``faults.hooked``), never after a sleep."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reconciler import JournalError, open_session
+from reconciler.cli import app
+from reconciler.errors import ExitCode
+from reconciler.faults import hooked
+from reconciler.layout import INDEX_NAME, default_backup_root, journal_path
+
+from .conftest import BIN, tree_digest
+from .reliability.common import second_filesystem
+
+STALE = {"latest.gguf", "mistral-7b-v0.1.Q2_K.gguf", "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf", "phi-2.Q4_K_M.gguf"}
+
+
+def only(store: Path, keep: str) -> None:
+    """Leave ``keep`` as the one stale entry, so that a hook fires during its move and no other's."""
+    for name in STALE - {keep}:
+        os.unlink(store / name)
+
+
+@pytest.fixture
+def other_fs() -> Iterator[Path]:
+    with second_filesystem() as folder:
+        if folder is None:
+            pytest.skip("no second filesystem (/dev/shm tmpfs) on this machine")
+        yield folder
+
+
+def _backups(runner: CliRunner, manifest: Path) -> list[dict[str, object]]:
+    result = runner.invoke(app, ["backups", "-m", str(manifest), "--json"])
+    assert result.exit_code == 0, result.output
+    runs: list[dict[str, object]] = json.loads(result.stdout)
+    return runs
+
+
+# -- moves that cannot be redirected ----------------------------------------------------------------
+
+
+def test_a_subfolder_swapped_for_a_link_mid_copy_never_redirects_the_unlink(
+    store: Path, write_manifest: Callable[..., Path], tmp_path: Path, other_fs: Path
+) -> None:
+    """The old code unlinked by path after the copy: `old/` swapped for a link to a folder outside
+    the store made it delete the outside file. Now the unlink goes through the descriptor of the
+    folder that was copied from, and the outside file is untouched."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").write_bytes(b"not the store's: must survive")
+    original = (store / "old" / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").read_bytes()
+    only(store, "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf")
+
+    def swap() -> None:
+        if (store / "old").is_symlink():
+            return
+        os.rename(store / "old", tmp_path / "old-moved-away")
+        os.symlink(outside, store / "old")
+
+    manifest = write_manifest(backup={"dir": str(other_fs / "backups")})
+    with open_session(manifest) as session, session.lock() as held:
+        plan = session.plan()
+        with hooked("copy-written", swap):
+            result = session.apply(plan, held)
+    assert (outside / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").read_bytes() == b"not the store's: must survive"
+    assert "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf" in {m.name for m in result.moved}
+    run_dir = other_fs / "backups" / str(result.run_id)
+    assert (run_dir / "old" / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").read_bytes() == original
+
+
+def test_bytes_appended_during_a_cross_filesystem_copy_are_never_lost(
+    store: Path, write_manifest: Callable[..., Path], other_fs: Path
+) -> None:
+    """Appended while the copy runs: the source stays (with every byte), the stale copy is discarded."""
+    name = "phi-2.Q4_K_M.gguf"
+    only(store, name)
+    size = (store / name).stat().st_size
+
+    def append() -> None:
+        if (store / name).stat().st_size == size:  # once
+            with open(store / name, "ab") as fh:
+                fh.write(b" and more bytes")
+
+    manifest = write_manifest(backup={"dir": str(other_fs / "backups")})
+    with open_session(manifest) as session, session.lock() as held:
+        plan = session.plan()
+        want = (store / name).read_bytes() + b" and more bytes"
+        with hooked("copy-chunk", append):
+            result = session.apply(plan, held)
+    assert (store / name).read_bytes().startswith(want)
+    assert dict(result.skipped)[name] == "changed while it was being copied; left in place, the copy discarded"
+    assert not list(other_fs.rglob(f"*{name}")) and not list(other_fs.rglob(".ocr-reconcile-tmp-*"))
+
+
+def test_a_source_changed_after_its_copy_is_in_place_keeps_both(store: Path, write_manifest: Callable[..., Path], other_fs: Path) -> None:
+    name = "mistral-7b-v0.1.Q2_K.gguf"
+    only(store, name)
+    manifest = write_manifest(backup={"dir": str(other_fs / "backups")})
+    with open_session(manifest) as session, session.lock() as held:
+        plan = session.plan()
+        with hooked("copy-renamed", lambda: (store / name).write_bytes(b"rewritten")):
+            result = session.apply(plan, held)
+    assert (store / name).read_bytes() == b"rewritten"
+    assert "both kept" in dict(result.skipped)[name]
+    assert len(list(other_fs.rglob(name))) == 1  # the copy made before the change, kept too
+
+
+def test_a_file_that_appears_before_a_cross_filesystem_restore_lands_is_never_replaced(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], other_fs: Path
+) -> None:
+    manifest = write_manifest(backup={"dir": str(other_fs / "backups")})
+    assert runner.invoke(app, ["apply", str(manifest), "--yes"]).exit_code == ExitCode.OK
+    [run] = _backups(runner, manifest)
+    name = "phi-2.Q4_K_M.gguf"
+    with open_session(manifest) as session, session.lock("restore") as held:
+        planned = session.plan_restore(str(run["run_id"]), [name])
+        with hooked("copy-written", lambda: (store / name).write_bytes(b"downloaded again meanwhile")):
+            session.restore(planned, held)
+    assert (store / name).read_bytes() == b"downloaded again meanwhile"
+    assert (other_fs / "backups" / str(run["run_id"]) / name).exists()  # both stay
+    assert not list(store.glob(".ocr-reconcile-tmp-*"))
+
+
+def test_restore_force_never_writes_through_a_symlinked_subfolder(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    manifest = str(write_manifest())
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+    [run] = _backups(runner, Path(manifest))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").write_bytes(b"outside")
+    os.rmdir(store / "old")
+    os.symlink(outside, store / "old")
+    result = runner.invoke(app, ["restore", str(run["run_id"]), "-m", manifest, "--force"])
+    assert (outside / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").read_bytes() == b"outside"
+    assert sorted(os.listdir(outside)) == ["Llama-3.1-8B-Instruct-Q4_K_M.gguf"], result.output
+    assert result.exit_code == ExitCode.CHANGES and "skipped old/Llama-3.1-8B-Instruct-Q4_K_M.gguf" in result.stdout, result.output
+
+
+def test_a_name_too_long_for_any_suffix_still_moves_across_filesystems(
+    store: Path, write_manifest: Callable[..., Path], other_fs: Path
+) -> None:
+    """250 bytes: the old `<name>.ocr-reconcile-partial` could never be created, so apply never converged."""
+    long_name = "m" * 245 + ".gguf"
+    (store / long_name).write_bytes(b"long")
+    manifest = write_manifest(backup={"dir": str(other_fs / "backups")})
+    with open_session(manifest) as session:
+        result = session.apply(session.plan())
+        assert long_name in {m.name for m in result.moved} and not result.skipped
+        assert not session.plan().has_changes
+
+
+def test_a_user_file_with_the_old_temporary_suffix_is_the_users(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path]
+) -> None:
+    """It is planned and backed up like any unmanaged file, never deleted as "ours"."""
+    (store / "notes.ocr-reconcile-partial").write_bytes(b"my notes")
+    manifest = write_manifest()
+    assert runner.invoke(app, ["apply", str(manifest), "--yes"]).exit_code == ExitCode.OK
+    [run] = _backups(runner, manifest)
+    assert (default_backup_root(str(store)) / str(run["run_id"]) / "notes.ocr-reconcile-partial").read_bytes() == b"my notes"
+
+
+# -- the catalogue keeps to its own store -----------------------------------------------------------
+
+
+def test_stores_sharing_a_backup_folder_never_prune_or_list_each_others_runs(
+    runner: CliRunner, tmp_path: Path, write_manifest: Callable[..., Path], store: Path
+) -> None:
+    shared = tmp_path / "shared-backups"
+    other = tmp_path / "other-models"
+    shutil.copytree(store, other, symlinks=True)
+    mine = write_manifest("mine.yaml", backup={"dir": str(shared), "keep": 1})
+    theirs = write_manifest("theirs.yaml", store={"path": str(other), "backend": "directory"}, backup={"dir": str(shared), "keep": 1})
+    assert runner.invoke(app, ["apply", str(theirs), "--yes"]).exit_code == ExitCode.OK
+    for i in range(2):
+        (store / f"stale{i}.bin").write_bytes(b"x")
+        assert runner.invoke(app, ["apply", str(mine), "--yes"]).exit_code == ExitCode.OK
+    assert len(_backups(runner, mine)) == 1 and len(_backups(runner, theirs)) == 1
+    assert len(os.listdir(shared)) == 2
+
+
+def test_an_apply_that_moves_nothing_makes_no_run_and_evicts_nothing(store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = write_manifest(backup={"keep": 1})
+    with open_session(manifest) as session:
+        first = session.apply(session.plan())
+    (store / "new.bin").write_bytes(b"x")
+    for _ in range(3):  # each time, the file changes after the plan: skipped, nothing moved
+        with open_session(manifest) as session, session.lock() as held:
+            plan = session.plan()
+            (store / "new.bin").write_bytes((store / "new.bin").read_bytes() + b"x")
+            result = session.apply(plan, held)
+            assert result.run_id is None and [n for n, _ in result.skipped] == ["new.bin"]
+    assert [r.run_id for r in session.backups()] == [first.run_id]
+
+
+def test_a_backup_folder_set_to_the_stores_parent_never_prunes_the_store(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Even when the store holds an index that looks like a complete run of itself (and a store file
+    called ``index.json``, the old index name, is backed up like any other)."""
+    index = {"format_version": 1, "run_id": store.name, "created_ns": 1, "status": "complete", "store": str(store), "entries": []}
+    manifest = write_manifest(backup={"dir": str(tmp_path), "keep": 1})
+    for i in range(3):
+        (store / "index.json").write_text(json.dumps(index))
+        (store / INDEX_NAME).write_text(json.dumps(index))
+        (store / f"stale{i}.bin").write_bytes(b"x")
+        assert runner.invoke(app, ["apply", str(manifest), "--yes"]).exit_code == ExitCode.OK
+    assert (store / "Llama-3.2-3B-Instruct-Q4_K_M.gguf").exists()
+
+
+def test_restore_keeps_the_index_and_anything_it_did_not_put_there(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path]
+) -> None:
+    manifest = write_manifest()
+    assert runner.invoke(app, ["apply", str(manifest), "--yes"]).exit_code == ExitCode.OK
+    [run] = _backups(runner, manifest)
+    run_dir = default_backup_root(str(store)) / str(run["run_id"])
+    (run_dir / "someone-elses.txt").write_text("not listed in the index")
+    assert runner.invoke(app, ["restore", str(run["run_id"]), "-m", str(manifest)]).exit_code == ExitCode.OK
+    assert sorted(os.listdir(run_dir)) == [INDEX_NAME, "someone-elses.txt"]
+    listing = runner.invoke(app, ["backups", "-m", str(manifest)]).stdout
+    assert "restored" in listing and str(run["run_id"]) in listing
+    again = runner.invoke(app, ["restore", str(run["run_id"]), "-m", str(manifest)])
+    assert again.exit_code == ExitCode.ERROR and "was already restored" in again.stderr
+
+
+# -- recovery and failures never leave the store stuck ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["garbage", "folder", "symlink"])
+def test_an_unreadable_journal_is_refused_clearly_and_abandon_releases_the_store(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path, kind: str
+) -> None:
+    journal = journal_path(str(store))
+    if kind == "garbage":
+        journal.write_bytes(b"\x00\x01 not json\n{}\n")
+    elif kind == "folder":
+        journal.mkdir()
+    else:
+        (tmp_path / "elsewhere").write_text("x")
+        journal.symlink_to(tmp_path / "elsewhere")
+    manifest = str(write_manifest())
+    before = tree_digest(store)
+    result = runner.invoke(app, ["apply", manifest, "--yes"])
+    assert result.exit_code == ExitCode.ERROR and "internal error" not in result.stderr, result.output
+    assert f"the journal {journal}" in result.stderr and "recover --abandon" in result.stderr
+    assert tree_digest(store) == before
+    gone = runner.invoke(app, ["recover", "-m", manifest, "--abandon"])
+    assert gone.exit_code == ExitCode.OK and "nothing was moved" in gone.stdout, gone.output
+    assert not os.path.lexists(journal) and len(list(store.parent.glob(f"{journal.name}.abandoned-*"))) == 1
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+    if kind == "symlink":
+        assert (tmp_path / "elsewhere").read_text() == "x"
+
+
+def test_a_torn_journal_beside_orphaned_moves_is_not_taken_for_an_empty_run(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path]
+) -> None:
+    """A journal damaged to a torn header while moved files sit in an unfinished run: refused, then
+    ``--abandon`` turns that run into a restorable one and every file comes back."""
+    manifest = str(write_manifest())
+    before = tree_digest(store)
+    killed = subprocess.run([str(BIN / "ocr-reconcile"), "apply", manifest, "--yes"], env={**os.environ, "OCR_RECONCILE_CRASH_AT": "5"})
+    assert killed.returncode == -9
+    journal_path(str(store)).write_bytes(b'{"type": "beg')  # damaged afterwards
+    result = runner.invoke(app, ["recover", "-m", manifest])
+    assert result.exit_code == ExitCode.ERROR and "is torn, yet unfinished backup runs of this store exist" in result.stderr
+    gone = runner.invoke(app, ["recover", "-m", manifest, "--abandon"])
+    assert gone.exit_code == ExitCode.OK and "status abandoned" in gone.stdout, gone.output
+    [run] = _backups(runner, Path(manifest))
+    assert run["status"] == "abandoned" and run["files"] == 2
+    assert runner.invoke(app, ["restore", str(run["run_id"]), "-m", manifest]).exit_code == ExitCode.OK
+    assert tree_digest(store) == before
+
+
+def test_recovery_tolerates_a_source_folder_removed_after_the_crash(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path]
+) -> None:
+    manifest = str(write_manifest())
+    killed = subprocess.run([str(BIN / "ocr-reconcile"), "apply", manifest, "--yes"], env={**os.environ, "OCR_RECONCILE_CRASH_AT": "1"})
+    assert killed.returncode == -9
+    shutil.rmtree(store / "old")
+    result = runner.invoke(app, ["recover", "-m", manifest])
+    assert result.exit_code == ExitCode.OK and "vanished" in result.stdout, result.output
+    assert not journal_path(str(store)).exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_an_unusable_backup_folder_is_refused_before_the_journal(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path, kind: str
+) -> None:
+    target = tmp_path / "real-backups"
+    target.mkdir()
+    backups = tmp_path / "backups"
+    if kind == "file":
+        backups.write_text("a file")
+    else:
+        backups.symlink_to(target)
+    before = tree_digest(store)
+    result = runner.invoke(app, ["apply", str(write_manifest(backup={"dir": str(backups)})), "--yes"])
+    assert result.exit_code == ExitCode.ERROR and f"backup folder {backups} cannot be used" in result.stderr, result.output
+    assert tree_digest(store) == before and not journal_path(str(store)).exists() and not os.listdir(target)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a folder to another user")
+def test_a_backup_folder_planted_by_another_user_is_refused(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A hostile user who can write the store's parent pre-creates the default backup folder."""
+    planted = default_backup_root(str(store))
+    planted.mkdir()
+    os.chown(planted, 65534, 65534)
+    result = runner.invoke(app, ["apply", str(write_manifest()), "--yes"])
+    assert result.exit_code == ExitCode.ERROR and "owned by uid 65534" in result.stderr, result.output
+    assert not os.listdir(planted)
+
+
+def test_a_backup_folder_that_becomes_unusable_after_a_crash_gives_a_clear_way_out(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    backups = tmp_path / "b"
+    manifest = str(write_manifest(backup={"dir": str(backups)}))
+    killed = subprocess.run([str(BIN / "ocr-reconcile"), "apply", manifest, "--yes"], env={**os.environ, "OCR_RECONCILE_CRASH_AT": "1"})
+    assert killed.returncode == -9
+    os.rmdir(backups)
+    backups.write_text("now a file")
+    result = runner.invoke(app, ["recover", "-m", manifest])
+    assert result.exit_code == ExitCode.ERROR and "cannot be used" in result.stderr and "internal" not in result.stderr
+    backups.unlink()
+    assert runner.invoke(app, ["recover", "-m", manifest]).exit_code == ExitCode.OK
+
+
+def test_a_closed_stdout_is_not_an_error(store: Path, write_manifest: Callable[..., Path]) -> None:
+    """`apply --yes | head -0`: the reader is gone before the first line; every move still happens
+    and the exit code is the work's (0), with no "internal error"."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([str(BIN / "ocr-reconcile"), "apply", str(write_manifest()), "--yes"], stdout=write, stderr=subprocess.PIPE)
+    finally:
+        os.close(write)
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert b"internal error" not in result.stderr and b"Error" not in result.stderr
+    assert not any((store / n).exists() for n in STALE)
+
+
+def test_journal_error_is_part_of_the_api() -> None:
+    assert issubclass(JournalError, Exception) and JournalError("/j", "is odd").reason == "unreadable_journal"
