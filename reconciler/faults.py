@@ -36,11 +36,11 @@ LOCKED_PREFIX = "locked."
 RELEASE_NAME = "release"
 
 _steps = 0
-_hooks: dict[str, Callable[[], None]] = {}
+_hooks: dict[str, Callable[[], object]] = {}
 
 
 @contextmanager
-def hooked(name: str, action: Callable[[], None]) -> Iterator[None]:
+def hooked(name: str, action: Callable[[], object]) -> Iterator[None]:
     """Run ``action`` at every :func:`step` or :func:`event` called ``name`` within the block (tests only)."""
     _hooks[name] = action
     try:
