@@ -129,6 +129,17 @@ class Skip(Exception):
     recorded as skipped, with this message as the reason, and the run goes on."""
 
 
+class Unsettled(Exception):
+    """The entry did move (``method``, ``digest``), but a step after the move failed (an fsync of its
+    folders): the run records the move, then stops with ``error``."""
+
+    def __init__(self, method: str, digest: str | None, error: OSError) -> None:
+        super().__init__(str(error))
+        self.method = method
+        self.digest = digest
+        self.error = error
+
+
 class Trees:
     """The folder descriptors a run acts through: the store, the backup folder, and run folders
     (a new run's folder is made on its first move, so a run that moves nothing makes none).
@@ -250,13 +261,20 @@ def move_entry(header: RunHeader, index: int, move: Move, trees: Trees) -> tuple
         if exc.errno != errno.EXDEV:  # another filesystem, or two bind mounts of one
             raise
         digest = _copy_verified(move, src_fd, dst_fd, header.temp(index), os.path.join(dest.path, move.name))
-        os.fsync(dst_fd)
-        os.fsync(src_fd)
+        _sync(src_fd, dst_fd, "copy", digest)
         return "copy", digest
     faults.step("renamed")
-    os.fsync(dst_fd)
-    os.fsync(src_fd)
-    return "rename", moved_digest(dest, move)  # rename copies nothing, so hash once, from the new place
+    digest = moved_digest(dest, move)  # rename copies nothing, so hash once, from the new place
+    _sync(src_fd, dst_fd, "rename", digest)
+    return "rename", digest
+
+
+def _sync(src_fd: int, dst_fd: int, method: str, digest: str | None) -> None:
+    try:
+        os.fsync(dst_fd)
+        os.fsync(src_fd)
+    except OSError as exc:
+        raise Unsettled(method, digest, exc) from None
 
 
 def _copy_verified(move: Move, src_fd: int, dst_fd: int, tmp: str, shown: str) -> str | None:

@@ -31,7 +31,7 @@ from .catalogue import BackupRun, Entry, Status, StoreId, mark_restored, prune_r
 from .errors import ApplyError, PendingRunError
 from .journal import Journal, StoreLock
 from .layout import journal_path
-from .moves import Move, Op, Role, RunHeader, Skip, Trees, move_entry, moved_digest
+from .moves import Move, Op, Role, RunHeader, Skip, Trees, Unsettled, move_entry, moved_digest
 
 __all__ = ["Move", "Op", "Outcome", "Role", "RunHeader", "RunState", "Skip", "Trees", "execute", "moved_digest", "run_moves"]
 
@@ -97,9 +97,16 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
             continue
         try:
             method, digest = move_entry(header, index, move, trees)
-        except Skip as why:
-            skip(move, str(why))
+        except Skip as skipped:
+            skip(move, str(skipped))
             continue
+        except Unsettled as unsettled:
+            record = {"type": "done", "key": move.key, "method": unsettled.method, "sha256": unsettled.digest}
+            journal.record(record)
+            state.done[move.key] = record
+            failure = unsettled.error.strerror or str(unsettled.error)
+            error = f"{move.name} was moved, but syncing its folders failed: {failure}; the run stopped there"
+            break
         except OSError as exc:
             if exc.errno in _SKIP_ERRNOS:
                 skip(move, f"{exc.strerror or exc} (left in place)")

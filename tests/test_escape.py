@@ -8,19 +8,22 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from reconciler import JournalError, open_session
 from reconciler.cli import app
+from reconciler.demo import build_store
 from reconciler.errors import ExitCode
 from reconciler.faults import hooked
 from reconciler.layout import INDEX_NAME, default_backup_root, journal_path
 
-from .conftest import BIN, tree_digest
+from .conftest import BIN, manifest_doc, tree_digest
 from .reliability.common import second_filesystem
 
 STALE = {"latest.gguf", "mistral-7b-v0.1.Q2_K.gguf", "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf", "phi-2.Q4_K_M.gguf"}
@@ -359,3 +362,65 @@ def test_a_closed_stdout_is_not_an_error(store: Path, write_manifest: Callable[.
 
 def test_journal_error_is_part_of_the_api() -> None:
     assert issubclass(JournalError, Exception) and JournalError("/j", "is odd").reason == "unreadable_journal"
+
+
+@pytest.fixture
+def shared_base() -> Iterator[Path]:
+    """A folder another user can reach (pytest's own tmp folder is 0700), removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="ocr-reconcile-shared-"))
+    os.chmod(base, 0o777)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another (unprivileged) user")
+def test_an_unprivileged_user_swapping_a_folder_for_a_link_mid_apply_redirects_nothing(shared_base: Path) -> None:
+    """A real process of another user (uid 65534), with write access to the store, swaps ``old/`` for
+    a link to its own folder right after the apply's first rename: the next move is skipped and its
+    folder outside the store is untouched."""
+    store = build_store(shared_base / "models")
+    for folder in (store, store / "old"):
+        os.chmod(folder, 0o777)
+    outside = shared_base / "attacker"
+    outside.mkdir(mode=0o777)
+    (outside / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").write_bytes(b"attacker's bait")
+    original = (store / "old" / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").read_bytes()
+    away = shared_base / "old-away"
+    swap = ["/bin/sh", "-c", 'mv "$1" "$2" && ln -s "$3" "$1"', "sh", str(store / "old"), str(away), str(outside)]
+
+    def attack() -> None:
+        if not (store / "old").is_symlink():
+            subprocess.run(swap, user=65534, group=65534, check=True, cwd="/")
+
+    manifest = shared_base / "m.yaml"
+    manifest.write_text(yaml.safe_dump(manifest_doc(store={"path": str(store), "backend": "directory"})))
+    with open_session(manifest) as session, session.lock() as held:
+        plan = session.plan()
+        with hooked("renamed", attack):
+            result = session.apply(plan, held)
+    assert (outside / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").read_bytes() == b"attacker's bait"
+    assert sorted(os.listdir(outside)) == ["Llama-3.1-8B-Instruct-Q4_K_M.gguf"]
+    assert (away / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").read_bytes() == original  # never moved, never lost
+    assert "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf" in dict(result.skipped)
+
+
+def test_a_folder_swapped_for_a_link_after_a_crash_redirects_nothing_on_recovery(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Killed right after its journal was written; ``old/`` is then swapped for a link to a folder
+    outside the store: recovery skips that move, and the outside folder is untouched."""
+    manifest = str(write_manifest())
+    killed = subprocess.run([str(BIN / "ocr-reconcile"), "apply", manifest, "--yes"], env={**os.environ, "OCR_RECONCILE_CRASH_AT": "1"})
+    assert killed.returncode == -9
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").write_bytes(b"outside")
+    os.rename(store / "old", tmp_path / "old-away")
+    os.symlink(outside, store / "old")
+    result = runner.invoke(app, ["recover", "-m", manifest])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "skipped old/Llama-3.1-8B-Instruct-Q4_K_M.gguf" in result.stdout
+    assert sorted(os.listdir(outside)) == ["Llama-3.1-8B-Instruct-Q4_K_M.gguf"]
+    assert (outside / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").read_bytes() == b"outside"
