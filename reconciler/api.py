@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
-from .catalogue import BackupRun, StoreId, find_run, list_runs
+from .catalogue import BackupRun, Status, StoreId, find_run, list_runs
 from .errors import ManifestError, StalePlanError, StoreNotFound, UsageError
 from .journal import StoreLock, store_lock
 from .layout import default_backup_root
@@ -183,6 +183,13 @@ class Session:
             return held.recovery
         with self.lock("recover") as taken:
             return taken.recovery
+
+    def unfinished(self) -> list[BackupRun]:
+        """This store's backup runs left in progress with no journal to finish them (removed by hand,
+        or by another user): :meth:`abandon` makes them restorable. Read-only."""
+        if self.pending() is not None:
+            return []
+        return [r for r in self.backups() if r.status == Status.IN_PROGRESS]
 
     def abandon(self) -> Abandoned | None:
         """Release the store from an interrupted run whose journal cannot be acted on, moving no

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import faults
 from .errors import ConfigError, UnknownRunError
-from .fsops import DIR_FLAGS, Tree, split
+from .fsops import DIR_FLAGS, Tree, split, unsafe_name
 from .layout import INDEX_NAME, LEGACY_INDEX_NAME
 
 INDEX_FORMAT = 1
@@ -167,7 +167,8 @@ def new_run_id() -> str:
 
 def open_backup_root(backup_root: Path) -> Tree:
     """Open (creating it, mode 0700) the backup folder: checked before a run writes its journal.
-    ConfigError when it is a link, not a folder, owned by another user, or not writable."""
+    ConfigError when it is a link, not a folder, owned by another user, writable by every user, or
+    not writable."""
     try:
         tree = Tree.open(backup_root, create=True)
     except OSError as exc:
@@ -177,6 +178,8 @@ def open_backup_root(backup_root: Path) -> Tree:
     problem = ""
     if st.st_uid != os.geteuid():
         problem = f"it is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})"
+    elif st.st_mode & stat.S_IWOTH:
+        problem = "every user may write in it (mode o+w); backups must be out of other users' reach"
     elif not os.access(backup_root, os.W_OK | os.X_OK):
         problem = "it is not writable"
     if problem:
@@ -258,12 +261,30 @@ def surplus_runs(backup_root: Path, store: StoreId, keep: int) -> list[BackupRun
     """The runs ``keep`` makes surplus: complete runs of ``store`` that still hold files, beyond the
     newest ``keep``, and fully restored runs older than the oldest run kept. Only genuine runs (a
     tool-made index, a run-id folder name) ever qualify; failed and unfinished runs never do."""
-    genuine = [r for r in list_runs(backup_root, store) if r.status == Status.COMPLETE and RUN_ID.fullmatch(r.run_id)]
+    genuine = [r for r in list_runs(backup_root, store) if r.status == Status.COMPLETE and _genuine(r)]
     holding = [r for r in genuine if r.held]
     surplus = holding[keep:]
     cutoff = holding[keep - 1].created_ns if 0 < keep <= len(holding) else None
     emptied = [r for r in genuine if not r.held and (keep == 0 or (cutoff is not None and r.created_ns < cutoff))]
     return sorted(surplus + emptied, key=lambda r: (r.created_ns, r.run_id), reverse=True)
+
+
+def _genuine(run: BackupRun) -> bool:
+    """A run folder the tool made: a run-id name, owned by this user with its index, and entry names
+    that stay inside it (an index is data on disk: never trusted further than that)."""
+    if not RUN_ID.fullmatch(run.run_id) or any(unsafe_name(e.name) for e in run.entries):
+        return False
+    try:
+        folder = os.stat(run.path, follow_symlinks=False)
+        index = os.stat(run.path / INDEX_NAME, follow_symlinks=False)
+    except FileNotFoundError:
+        try:
+            index = os.stat(run.path / LEGACY_INDEX_NAME, follow_symlinks=False)
+        except OSError:
+            return False
+    except OSError:
+        return False
+    return folder.st_uid == index.st_uid == os.geteuid() and stat.S_ISDIR(folder.st_mode) and stat.S_ISREG(index.st_mode)
 
 
 def prune_runs(backup: Tree, store: StoreId, keep: int) -> tuple[str, ...]:
@@ -281,6 +302,8 @@ def delete_run(backup: Tree, run: BackupRun) -> None:
     """Remove what the tool put in ``run``: its held entries, then empty folders, then the index."""
     with Tree(os.path.join(backup.path, run.run_id), os.open(run.run_id, DIR_FLAGS, dir_fd=backup.fd)) as tree:
         for entry in run.held:
+            if unsafe_name(entry.name):
+                continue
             parent, base = split(entry.name)
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 os.unlink(base, dir_fd=tree.dir(parent))
@@ -302,7 +325,7 @@ def remove_if_empty(backup: Tree, run_id: str, tree: Tree, names: Iterable[str])
 
 def remove_empty_folders(tree: Tree, names: Iterable[str]) -> None:
     """Remove the folders above ``names`` in ``tree`` that are empty now, deepest first."""
-    folders = sorted({p for n in names for p in _parents(n)}, key=lambda p: p.count("/"), reverse=True)
+    folders = sorted({p for n in names if not unsafe_name(n) for p in _parents(n)}, key=lambda p: p.count("/"), reverse=True)
     for folder in folders:
         above, base = split(folder)
         with contextlib.suppress(OSError):

@@ -310,7 +310,17 @@ def recover_(
             typer.echo(render.abandoned_text(gone) if gone else f"Nothing to abandon on {session.store_root()}.")
             return
         result = session.recover()
-        typer.echo(render.recovery_text(result) if result else f"Nothing to recover on {session.store_root()}.")
+        if result is not None:
+            typer.echo(render.recovery_text(result))
+            return
+        orphans = session.unfinished()
+        if orphans:
+            ids = ", ".join(r.run_id for r in orphans)
+            raise ReconcilerError(
+                f"no journal to finish, but unfinished backup runs of this store exist ({ids}); "
+                "ocr-reconcile recover --abandon makes them restorable"
+            )
+        typer.echo(f"Nothing to recover on {session.store_root()}.")
 
 
 def main() -> None:

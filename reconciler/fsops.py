@@ -22,6 +22,24 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _RENAME_NOREPLACE = 1
 
 
+def unsafe_name(name: object) -> str:
+    """Why ``name`` (from a file on disk: a backup index, a journal) could reach outside the folder it
+    is relative to ("" when it cannot): absolute, empty, NUL, an empty, '.' or '..' part. Any other
+    byte is allowed: a file the tool moved may have any name the filesystem allows."""
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty string"
+    if name.startswith("/"):
+        return "must be relative to the store, not an absolute path"
+    if "\x00" in name:
+        return "must not contain a NUL byte"
+    parts = name.split("/")
+    if ".." in parts:
+        return "must not contain '..'"
+    if "" in parts or "." in parts:
+        return "must not have an empty or '.' part"
+    return ""
+
+
 def split(name: str) -> tuple[str, str]:
     """``("a/b", "c")`` for the store-relative ``"a/b/c"``; ``("", "c")`` for ``"c"``."""
     parent, _, base = name.rpartition("/")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -64,13 +65,23 @@ def store_lock(store_root: str, timeout: float = 0.0, command: str = "apply") ->
     lock = StoreLock(store_root, path)
     acquired = False
     try:
+        folder = os.open(store_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        folder = -1  # a store that is gone (restore reports it); the lock file alone serves
+    try:
         deadline = time.monotonic() + timeout
         while True:
             try:
+                # The store folder itself is locked too: the lock file sits in the store's parent, where
+                # another user may delete it to let a second run in; the folder cannot be swapped under us.
+                if folder >= 0:
+                    fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 acquired = True
                 break
             except BlockingIOError:
+                if folder >= 0:
+                    fcntl.flock(folder, fcntl.LOCK_UN)
                 if time.monotonic() >= deadline:
                     raise LockedError(store_root, _holder(path), timeout) from None
                 time.sleep(POLL_SECONDS)
@@ -82,7 +93,9 @@ def store_lock(store_root: str, timeout: float = 0.0, command: str = "apply") ->
         if acquired:
             _try_write_record(fd, "")  # a contender must never read a finished holder as the current one
         lock.held = False
-        os.close(fd)  # releases the flock, whatever happened above
+        os.close(fd)  # releases the flocks, whatever happened above
+        if folder >= 0:
+            os.close(folder)
 
 
 # The holder record is one fixed-size write at offset 0 (never a truncate, then a write), so that a
@@ -143,7 +156,8 @@ class Journal:
     def remove(self) -> None:
         """The run is over: delete the journal durably."""
         os.close(self._fd)
-        os.unlink(self.path)
+        with contextlib.suppress(FileNotFoundError):  # removed by someone else: the run is over all the same
+            os.unlink(self.path)
         fsync_dir(self.path.parent)
 
 
@@ -163,8 +177,11 @@ def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | No
         why = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror or exc})"
         raise JournalError(str(path), why) from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise JournalError(str(path), "is not a regular file")
+        if st.st_uid != os.geteuid() or st.st_nlink != 1:  # planted by another user, or a hard link to elsewhere
+            raise JournalError(str(path), f"is owned by uid {st.st_uid} (with {st.st_nlink} links), not written by this user's runs")
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read()
     except OSError as exc:

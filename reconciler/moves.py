@@ -333,7 +333,10 @@ def _write_copy(move: Move, fin: int, before: os.stat_result, dst_fd: int, tmp: 
             fault = faults.copy_fault()
             if fault:
                 raise fault
-        os.fchmod(fout, stat.S_IMODE(before.st_mode))
+        if os.geteuid() == 0:  # keep the owner, as a rename would (otherwise the copy is root's)
+            with contextlib.suppress(OSError):
+                os.fchown(fout, before.st_uid, before.st_gid)
+        os.fchmod(fout, stat.S_IMODE(before.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))  # a copy never gains set-id powers
         os.utime(fout, ns=(before.st_atime_ns, before.st_mtime_ns))
         os.fsync(fout)
         digest = want.hexdigest()

@@ -239,13 +239,23 @@ def with_checksum(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "checksum": checksum(body)}
 
 
+def json_text(data: Any) -> str:
+    """Indented JSON, UTF-8 as is; with ``\\u`` escapes when a file name is not UTF-8 (surrogates),
+    so that it can be written, and read back to the same name."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, indent=2, ensure_ascii=True)
+    return text
+
+
 def write_document(path: str | os.PathLike[str], body: dict[str, Any]) -> None:
     """Write ``body`` with its checksum, atomically (temp file, fsync, rename)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(with_checksum(body), fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
+    with open(tmp, "wb") as fh:
+        fh.write(json_text(with_checksum(body)).encode("utf-8") + b"\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)

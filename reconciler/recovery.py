@@ -10,6 +10,7 @@ store lock and act through folder descriptors. Safe to run again if interrupted.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import time
 from dataclasses import dataclass, replace
@@ -18,11 +19,11 @@ from typing import Any
 
 from .catalogue import BackupRun, Entry, Provenance, Status, StoreId, list_runs, write_index
 from .errors import JournalError
-from .fsops import DIR_FLAGS, Tree, fsync_dir, rename_noreplace, split
+from .fsops import DIR_FLAGS, Tree, fsync_dir, rename_noreplace, split, unsafe_name
 from .hashing import file_sha256
 from .journal import Journal, StoreLock, read_journal
 from .layout import INDEX_NAME, journal_path
-from .transfer import Move, RunHeader, RunState, Trees, moved_digest, run_moves
+from .transfer import Move, Role, RunHeader, RunState, Trees, moved_digest, run_moves
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,21 @@ def _header(path: Path, raw: dict[str, Any], store_root: str) -> RunHeader:
         raise JournalError(str(path), f"cannot be read as a run ({type(exc).__name__}: {exc})") from None
     if os.path.realpath(header.store) != os.path.realpath(store_root):
         raise JournalError(str(path), f"names another store ({header.store})")
+    for move in header.moves:
+        problem = unsafe_name(move.name)
+        if problem or (move.src, move.dst) != _ends(header, move):
+            raise JournalError(str(path), f"names a move of {move.name!r} that no run would make ({problem or 'paths do not match'})")
     return header
+
+
+def _ends(header: RunHeader, move: Move) -> tuple[str, str]:
+    """The (source, destination) paths a run makes for ``move``: a journal saying otherwise is refused."""
+    store, run = os.path.join(header.store, move.name), os.path.join(header.run_dir, move.name)
+    if move.role is Role.BACKUP:
+        return store, run
+    if move.role is Role.RESTORE:
+        return run, store
+    return store, os.path.join(header.displaced_run_dir or "", move.name)
 
 
 def recover(store_root: str, lock: StoreLock, backup_root: Path) -> Recovery | None:
@@ -182,13 +197,15 @@ def _same_content(src_fd: int, dst_fd: int, base: str, kind: str) -> bool:
 
 
 def abandon(store_root: str, lock: StoreLock, backup_root: Path) -> Abandoned | None:
-    """Release a store whose journal cannot be acted on, moving no byte: report where each file of
-    the run is (when the journal can be read at all), turn this store's unfinished backup runs into
+    """Release a store from a run that cannot be finished, moving no byte: report where each file of
+    the run is (when its journal can be read at all), turn this store's unfinished backup runs into
     ``abandoned`` runs whose index lists what is really in them (so they can be restored), and keep
-    the journal under a new name beside the store. None when there is no journal."""
+    the journal, if any, under a new name beside the store. Also the way out for unfinished runs
+    whose journal is gone. None when there is neither a journal nor an unfinished run."""
     lock.check(store_root)
     path = journal_path(store_root)
-    if not os.path.lexists(path):
+    unfinished = [r for r in list_runs(backup_root, StoreId.of(store_root)) if r.status == Status.IN_PROGRESS]
+    if not os.path.lexists(path) and not unfinished:
         return None
     places: list[tuple[str, str]] = []
     try:
@@ -200,19 +217,28 @@ def abandon(store_root: str, lock: StoreLock, backup_root: Path) -> Abandoned | 
         for move in header.moves:
             at = [p for p in (move.src, move.dst) if os.path.lexists(p)]
             places.append((move.name, " and ".join(at) if at else "neither at its source nor at its destination"))
-    runs = []
-    for run in list_runs(backup_root, StoreId.of(store_root)):
-        if run.status == Status.IN_PROGRESS:
-            _inventory(run)
-            runs.append(run.run_id)
-    kept = path.with_name(f"{path.name}.abandoned-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    for run in unfinished:
+        _inventory(run)
+    kept = _keep_aside(path) if os.path.lexists(path) else ""
+    return Abandoned(kept, tuple(places), tuple(r.run_id for r in unfinished))
+
+
+def _keep_aside(path: Path) -> str:
+    """Rename the journal to a new, unused ``<journal>.abandoned-<time>-<n>`` (never replacing)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     parent = os.open(path.parent, DIR_FLAGS & ~os.O_NOFOLLOW)
     try:
-        rename_noreplace(parent, path.name, parent, kept.name)
-        os.fsync(parent)
+        for n in range(1000):
+            kept = f"{path.name}.abandoned-{stamp}-{secrets.token_hex(3)}" if n else f"{path.name}.abandoned-{stamp}"
+            try:
+                rename_noreplace(parent, path.name, parent, kept)
+            except FileExistsError:
+                continue
+            os.fsync(parent)
+            return os.path.join(path.parent, kept)
+        raise JournalError(str(path), "cannot be renamed aside: every name tried is taken")
     finally:
         os.close(parent)
-    return Abandoned(os.fspath(kept), tuple(places), tuple(runs))
 
 
 def _inventory(run: BackupRun) -> None:

@@ -7,7 +7,6 @@ versioned documents of ``planfile.py``. Hints that name command-line flags live 
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -15,7 +14,7 @@ from .apply import ApplyResult
 from .catalogue import BackupRun
 from .manifest import INVISIBLE, Manifest
 from .plan import Action, FleetPlan, Plan, Summary, Violation, status_of
-from .planfile import PLAN_FORMAT_VERSION, fleet_doc, iso_time, plan_doc, store_doc
+from .planfile import PLAN_FORMAT_VERSION, fleet_doc, iso_time, json_text, plan_doc, store_doc
 from .recovery import Abandoned, Recovery
 from .restore import RestorePlan, RestoreResult
 from .scan import StoreScan
@@ -42,7 +41,7 @@ def format_size(num: int) -> str:
 
 
 def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False)
+    return json_text(data)
 
 
 def safe(name: str) -> str:
@@ -323,7 +322,8 @@ def restore_text(run_id: str, result: RestoreResult) -> str:
 
 def abandoned_text(gone: Abandoned) -> str:
     """What ``recover --abandon`` did: where each file is, which runs were inventoried."""
-    lines = [f"Abandoned the interrupted run; nothing was moved. Its journal is kept as {gone.journal_kept}."]
+    kept = f" Its journal is kept as {gone.journal_kept}." if gone.journal_kept else " It had no journal left."
+    lines = [f"Abandoned the interrupted run; nothing was moved.{kept}"]
     lines += [f"  {safe(name)}: {safe(place)}" for name, place in gone.places]
     if gone.runs:
         lines.append(f"Unfinished backup runs now list what they really hold (status abandoned; restorable): {', '.join(gone.runs)}")

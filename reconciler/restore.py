@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from .catalogue import BackupRun, Entry, Provenance, Status, new_run_id
 from .errors import BackupError, RestoreConflictError, StoreNotFound
+from .fsops import unsafe_name
 from .hashing import file_sha256
 from .journal import StoreLock
-from .manifest import name_problem
 from .scan import FileFacts, stat_entry
 from .transfer import Move, Op, Role, RunHeader, execute
 
@@ -88,7 +88,7 @@ class RestoreResult:
 def select(run: BackupRun, names: Sequence[str]) -> list[Entry]:
     """The run's entries named by ``names`` (all of them when empty); BackupError for unknown names."""
     for entry in run.entries:  # an index is data on disk, which anyone who can write the backup folder can edit
-        problem = name_problem(entry.name)
+        problem = unsafe_name(entry.name)
         if problem:
             raise BackupError(
                 f"run {run.run_id}'s index names {entry.name!r}, which is not a valid store-relative name ({problem}); "

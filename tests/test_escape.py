@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -424,3 +425,166 @@ def test_a_folder_swapped_for_a_link_after_a_crash_redirects_nothing_on_recovery
     assert "skipped old/Llama-3.1-8B-Instruct-Q4_K_M.gguf" in result.stdout
     assert sorted(os.listdir(outside)) == ["Llama-3.1-8B-Instruct-Q4_K_M.gguf"]
     assert (outside / "Llama-3.1-8B-Instruct-Q4_K_M.gguf").read_bytes() == b"outside"
+
+
+# -- the second adversarial pass ----------------------------------------------------------------------
+
+
+def _chown_or_link(path: Path) -> None:
+    """Make ``path`` look planted: another user's (as root), else a second hard link."""
+    if os.geteuid() == 0:
+        os.chown(path, 65534, 65534)
+    else:
+        os.link(path, path.with_name(path.name + ".second-link"))
+
+
+def test_a_journal_planted_by_another_user_is_never_acted_on(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The store's parent is writable by the attacker: a forged journal naming a folder outside the
+    store as a run to restore from must not move anything (it made root move any file)."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "secret.txt").write_text("secret")
+    st = os.lstat(victim / "secret.txt")
+    facts = {"name": "secret.txt", "kind": "file", "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "dev": st.st_dev}
+    move = {"src": str(victim / "secret.txt"), "dst": str(store / "secret.txt"), "role": "restore", "facts": facts}
+    header = {"type": "begin", "op": "restore", "run_id": "victim", "run_dir": str(victim), "store": str(store), "created_ns": 1}
+    journal = journal_path(str(store))
+    journal.write_text(json.dumps({**header, "manifest": {}, "moves": [move]}) + "\n")
+    _chown_or_link(journal)
+    result = runner.invoke(app, ["apply", str(write_manifest()), "--yes"])
+    assert result.exit_code == ExitCode.ERROR and "not written by this user's runs" in result.stderr, result.output
+    assert (victim / "secret.txt").read_text() == "secret" and not (store / "secret.txt").exists()
+
+
+def test_a_forged_journal_of_this_user_cannot_move_outside_the_store_either(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Even a journal that passes the owner check is only acted on for moves a run would make."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "secret.txt").write_text("secret")
+    st = os.lstat(victim / "secret.txt")
+    facts = {
+        "name": "../victim/secret.txt",
+        "kind": "file",
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "inode": st.st_ino,
+        "dev": st.st_dev,
+    }
+    move = {"src": str(victim / "secret.txt"), "dst": str(tmp_path / "b" / "x"), "role": "backup", "facts": facts}
+    header = {"type": "begin", "op": "apply", "run_id": "x", "run_dir": str(tmp_path / "b" / "x"), "store": str(store), "created_ns": 1}
+    journal_path(str(store)).write_text(json.dumps({**header, "manifest": {}, "moves": [move]}) + "\n")
+    result = runner.invoke(app, ["recover", "-m", str(write_manifest())])
+    assert result.exit_code == ExitCode.ERROR and "that no run would make" in result.stderr, result.output
+    assert (victim / "secret.txt").read_text() == "secret"
+
+
+def test_a_cross_filesystem_copy_never_gains_set_id_bits(store: Path, write_manifest: Callable[..., Path], other_fs: Path) -> None:
+    """A setuid file of another user, copied by root, was a root-owned setuid binary after restore."""
+    name = "phi-2.Q4_K_M.gguf"
+    only(store, name)
+    os.chmod(store / name, 0o6755)
+    if os.geteuid() == 0:
+        os.chown(store / name, 65534, 65534)
+        os.chmod(store / name, 0o6755)
+    manifest = write_manifest(backup={"dir": str(other_fs / "backups")})
+    with open_session(manifest) as session:
+        result = session.apply(session.plan())
+    copy = os.stat(other_fs / "backups" / str(result.run_id) / name)
+    assert copy.st_mode & 0o7777 == 0o755
+    if os.geteuid() == 0:
+        assert (copy.st_uid, copy.st_gid) == (65534, 65534)
+
+
+def test_pruning_never_follows_an_edited_index_outside_the_run(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim2"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("precious")
+    manifest = write_manifest(backup={"keep": 1})
+    assert runner.invoke(app, ["apply", str(manifest), "--yes"]).exit_code == ExitCode.OK
+    [run] = _backups(runner, manifest)
+    index_path = default_backup_root(str(store)) / str(run["run_id"]) / INDEX_NAME
+    index = json.loads(index_path.read_text())
+    index["entries"].append({"name": "../../victim2/precious.txt", "kind": "file", "size": 8, "sha256": None, "link_target": None})
+    index_path.write_text(json.dumps(index))
+    (store / "new.gguf").write_bytes(b"x")
+    assert runner.invoke(app, ["apply", str(manifest), "--yes"]).exit_code == ExitCode.OK
+    assert (victim / "precious.txt").read_text() == "precious"
+
+
+def test_a_backup_folder_every_user_may_write_is_refused(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    before = tree_digest(store)
+    result = runner.invoke(app, ["apply", str(write_manifest(backup={"dir": str(shared)})), "--yes"])
+    assert result.exit_code == ExitCode.ERROR and "every user may write in it" in result.stderr, result.output
+    assert tree_digest(store) == before
+
+
+def test_deleting_the_lock_file_never_lets_a_second_run_in(store: Path) -> None:
+    from reconciler.errors import LockedError
+    from reconciler.journal import store_lock
+    from reconciler.layout import lock_path
+
+    with store_lock(str(store)):
+        os.unlink(lock_path(str(store)))  # by another user, who can write the store's parent
+        with pytest.raises(LockedError), store_lock(str(store)):
+            pass
+
+
+def test_a_journal_removed_after_a_crash_leaves_a_restorable_run(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path]
+) -> None:
+    manifest = str(write_manifest())
+    before = tree_digest(store)
+    killed = subprocess.run([str(BIN / "ocr-reconcile"), "apply", manifest, "--yes"], env={**os.environ, "OCR_RECONCILE_CRASH_AT": "4"})
+    assert killed.returncode == -9
+    journal_path(str(store)).unlink()
+    result = runner.invoke(app, ["recover", "-m", manifest])
+    assert result.exit_code == ExitCode.ERROR and "recover --abandon makes them restorable" in result.stderr, result.output
+    gone = runner.invoke(app, ["recover", "-m", manifest, "--abandon"])
+    assert gone.exit_code == ExitCode.OK and "It had no journal left" in gone.stdout, gone.output
+    [run] = _backups(runner, Path(manifest))
+    assert run["status"] == "abandoned"
+    assert runner.invoke(app, ["restore", str(run["run_id"]), "-m", manifest]).exit_code == ExitCode.OK
+    assert tree_digest(store) == before
+
+
+def test_abandon_never_fails_because_its_name_is_taken(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    journal = journal_path(str(store))
+    os.mkfifo(journal)
+    now = int(time.time())
+    for t in range(now - 2, now + 120):  # every name the next two minutes would give
+        Path(f"{journal}.abandoned-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(t))}").write_text("taken")
+    gone = runner.invoke(app, ["recover", "-m", str(write_manifest()), "--abandon"])
+    assert gone.exit_code == ExitCode.OK, gone.output
+    assert not os.path.lexists(journal)
+
+
+def test_files_with_odd_names_move_and_come_back(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A control character, or bytes that are not UTF-8: apply, a saved plan, a snapshot and a
+    restore all work (a control character made the whole run unrestorable; non-UTF-8 crashed
+    ``plan --out``)."""
+    odd = ["esc\x1b[31mred.gguf", os.fsdecode(b"bad\xff.gguf")]
+    for name in odd:
+        (store / name).write_bytes(b"odd")
+    before = tree_digest(store)
+    manifest = str(write_manifest())
+    plan_file = tmp_path / "p.json"
+    assert runner.invoke(app, ["plan", manifest, "--out", str(plan_file)]).exit_code == ExitCode.CHANGES
+    assert runner.invoke(app, ["snapshot", "-m", manifest, "--out", str(tmp_path / "s.json")]).exit_code == ExitCode.OK
+    assert runner.invoke(app, ["apply", str(plan_file), "--yes"]).exit_code == ExitCode.OK
+    assert not any((store / n).exists() for n in odd)
+    [run] = _backups(runner, Path(manifest))
+    assert runner.invoke(app, ["restore", str(run["run_id"]), "-m", manifest]).exit_code == ExitCode.OK
+    assert tree_digest(store) == before
