@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
 from .catalogue import BackupRun, Status, StoreId, find_run, list_runs
-from .errors import ManifestError, StalePlanError, StoreNotFound, UsageError
+from .errors import ConfigError, ManifestError, StalePlanError, StoreNotFound, UsageError
 from .journal import StoreLock, store_lock
 from .layout import default_backup_root
 from .manifest import Manifest, ManifestRef, load_manifest
@@ -86,8 +86,10 @@ class Session:
 
     def store_root(self) -> str:
         """The store's real path (a symlinked store resolved once). Needs no engine."""
-        given = self._opened.get_local_path() if self._opened else os.fspath(self._configured_path() or engine_default_path())
-        return resolve_root(given)[0]
+        return resolve_root(self._given_root())[0]
+
+    def _given_root(self) -> str:
+        return self._opened.get_local_path() if self._opened else os.fspath(self._configured_path() or engine_default_path())
 
     def backup_root(self, store_root: str | None = None) -> Path:
         """Where backup runs of ``store_root`` (default: this store, even if it is gone) go; never
@@ -155,7 +157,7 @@ class Session:
         target = os.fspath(self._store_path) if self._store_path is not None else run.store
         if not os.path.isdir(target):
             raise StoreNotFound(os.path.abspath(target), for_restore=True)
-        return resolve_root(target)[0]
+        return mutable_root(target)
 
     def plan_restore(self, run_id: str, names: Sequence[str] = (), force: bool = False) -> RestorePlan:
         """What restoring ``names`` (all when empty) of run ``run_id`` would do. Changes nothing."""
@@ -170,7 +172,7 @@ class Session:
         recovered first (``Held.recovery`` says what it did). In a session opened on a saved plan, the
         plan is checked against the store before the lock file is even created (unless an interrupted
         run is waiting there: it is recovered first, and the plan checked after)."""
-        root = store_root or self.store_root()
+        root = store_root or mutable_root(self._given_root())
         if self.saved is not None and self.pending(root) is None:
             self.verify(self.saved)  # a stale or foreign saved plan creates no lock file beside its store
         with store_lock(root, self.lock_timeout, command) as lock:
@@ -285,6 +287,19 @@ def open_session(
             lock_timeout,
             saved,
         )
+
+
+def mutable_root(given: str) -> str:
+    """The store's real path for a command that changes it. A store path whose last component is a
+    symbolic link is refused (ConfigError): its folder's parent may be writable by another user, who
+    could point the link at any folder between two runs; the real folder's path must be given."""
+    path = os.path.abspath(given)
+    if os.path.islink(path):
+        raise ConfigError(
+            f"store path {path} is a symbolic link (to {os.path.realpath(path)}); commands that move files act only on "
+            "a real folder path: give the link's target as the store path"
+        )
+    return resolve_root(path)[0]
 
 
 def manifest_of(saved: SavedPlan) -> Manifest:

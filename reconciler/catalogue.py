@@ -272,16 +272,17 @@ def surplus_runs(backup_root: Path, store: StoreId, keep: int) -> list[BackupRun
 def _genuine(run: BackupRun) -> bool:
     """A run folder the tool made: a run-id name, owned by this user with its index, and entry names
     that stay inside it (an index is data on disk: never trusted further than that)."""
-    if not RUN_ID.fullmatch(run.run_id) or any(unsafe_name(e.name) for e in run.entries):
-        return False
+    return bool(RUN_ID.fullmatch(run.run_id)) and not any(unsafe_name(e.name) for e in run.entries) and owned(run)
+
+
+def owned(run: BackupRun) -> bool:
+    """Whether the run's folder and index are this user's (another user may have planted them)."""
     try:
         folder = os.stat(run.path, follow_symlinks=False)
-        index = os.stat(run.path / INDEX_NAME, follow_symlinks=False)
-    except FileNotFoundError:
         try:
+            index = os.stat(run.path / INDEX_NAME, follow_symlinks=False)
+        except FileNotFoundError:
             index = os.stat(run.path / LEGACY_INDEX_NAME, follow_symlinks=False)
-        except OSError:
-            return False
     except OSError:
         return False
     return folder.st_uid == index.st_uid == os.geteuid() and stat.S_ISDIR(folder.st_mode) and stat.S_ISREG(index.st_mode)
@@ -361,7 +362,9 @@ def create_run(backup: Tree, run: BackupRun) -> Tree:
 def write_index(tree: Tree, run: BackupRun) -> None:
     """Replace the run's index atomically (temp file, fsync, rename, fsync the folder)."""
     tmp = INDEX_NAME + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=tree.fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=tree.fd)  # left by a crash of this run (the folder is the tool's)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=tree.fd)
     try:
         os.write(fd, (json.dumps(run.to_json(), indent=2, sort_keys=True) + "\n").encode())
         os.fsync(fd)

@@ -146,12 +146,26 @@ class Journal:
 
     @classmethod
     def reopen(cls, path: Path) -> Journal:
-        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC))
+        """Open the journal :func:`read_journal` read, to append; JournalError if what is there now
+        is not this user's regular file (swapped since: never blocks on a FIFO, never follows a link)."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise JournalError(str(path), f"changed while it was being read ({exc.strerror or exc})") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+            os.close(fd)
+            raise JournalError(str(path), "changed while it was being read (it is no longer this user's journal)")
+        return cls(path, fd)
 
     def record(self, entry: dict[str, Any]) -> None:
         """Append one line and fsync it: once this returns, the line survives a crash."""
         os.write(self._fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
         os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Stop appending; the journal stays (a run that is not over)."""
+        os.close(self._fd)
 
     def remove(self) -> None:
         """The run is over: delete the journal durably."""
@@ -162,6 +176,7 @@ class Journal:
 
 
 TORN: dict[str, Any] = {"type": "begin", "op": "torn", "moves": []}
+ABANDONED = "abandoned"  # the last record of a journal that ``recover --abandon`` kept aside: never replayed
 
 
 def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
@@ -201,4 +216,6 @@ def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | No
             break  # only the last line can be torn: appends are fsynced one by one
     if not entries or not isinstance(entries[0], dict) or entries[0].get("type") != "begin":
         raise JournalError(str(path), "does not start with a run header (it is damaged, or not a journal)")
+    if any(isinstance(e, dict) and e.get("type") == ABANDONED for e in entries):
+        raise JournalError(str(path), "belongs to a run that was abandoned (it was renamed back into place?)")
     return entries[0], [e for e in entries[1:] if isinstance(e, dict)]

@@ -17,13 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .catalogue import BackupRun, Entry, Provenance, Status, StoreId, list_runs, write_index
+from .catalogue import BackupRun, Entry, Provenance, Status, StoreId, list_runs, open_backup_root, owned, read_run, write_index
 from .errors import JournalError
 from .fsops import DIR_FLAGS, Tree, fsync_dir, rename_noreplace, split, unsafe_name
 from .hashing import file_sha256
-from .journal import Journal, StoreLock, read_journal
+from .journal import ABANDONED, Journal, StoreLock, read_journal
 from .layout import INDEX_NAME, journal_path
-from .transfer import Move, Role, RunHeader, RunState, Trees, moved_digest, run_moves
+from .transfer import Move, Op, Role, RunHeader, RunState, Trees, moved_digest, run_moves
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def recover(store_root: str, lock: StoreLock, backup_root: Path) -> Recovery | N
         return None
     raw, records = found
     if raw["op"] == "torn":  # crashed while writing the header, before any run folder was made
-        unfinished = [r.run_id for r in list_runs(backup_root, StoreId.of(store_root)) if r.status == Status.IN_PROGRESS]
+        unfinished = [r.run_id for r in unfinished_runs(store_root, backup_root)]
         if unfinished:
             raise JournalError(str(path), f"is torn, yet unfinished backup runs of this store exist ({', '.join(unfinished)})")
         os.unlink(path)
@@ -119,11 +119,21 @@ def recover(store_root: str, lock: StoreLock, backup_root: Path) -> Recovery | N
         done={r["key"]: r for r in records if r.get("type") == "done" and "key" in r},
         skipped={r["key"]: str(r.get("why", "")) for r in records if r.get("type") == "skip" and "key" in r},
     )
+    settled = all(m.key in state.done or m.key in state.skipped for m in header.moves)
+    for run_dir in (header.run_dir if header.op is Op.APPLY else None, header.displaced_run_dir):
+        made = read_run(Path(run_dir)) if run_dir else None
+        # a finished run whose journal lists moves it never made: an old journal put back in place
+        if made is not None and (made.status == Status.ABANDONED or (made.status != Status.IN_PROGRESS and not settled)):
+            raise JournalError(str(path), f"belongs to run {made.run_id}, which is {made.state} already")
     with Trees.open(header) as trees:
         journal = Journal.reopen(path)
         for index, move in enumerate(header.moves):
             if move.key in state.done or move.key in state.skipped:
                 continue
+            if move.role is Role.RESTORE and any(
+                m.role is Role.DISPLACE and m.name == move.name and m.key not in state.done for m in header.moves
+            ):
+                continue  # the file in its way has not been displaced yet: that comes first, then this restore
             record = _settle(header, index, move, trees)  # completed by the crashed run (or in conflict), not yet recorded
             if record is not None:
                 journal.record(record)
@@ -204,9 +214,11 @@ def abandon(store_root: str, lock: StoreLock, backup_root: Path) -> Abandoned | 
     whose journal is gone. None when there is neither a journal nor an unfinished run."""
     lock.check(store_root)
     path = journal_path(store_root)
-    unfinished = [r for r in list_runs(backup_root, StoreId.of(store_root)) if r.status == Status.IN_PROGRESS]
+    unfinished = unfinished_runs(store_root, backup_root)
     if not os.path.lexists(path) and not unfinished:
         return None
+    if unfinished:
+        open_backup_root(backup_root).close()  # the same checks as a run's: never write into another user's folder
     places: list[tuple[str, str]] = []
     try:
         found = read_journal(path)
@@ -219,8 +231,29 @@ def abandon(store_root: str, lock: StoreLock, backup_root: Path) -> Abandoned | 
             places.append((move.name, " and ".join(at) if at else "neither at its source nor at its destination"))
     for run in unfinished:
         _inventory(run)
+    if os.path.lexists(path):
+        _seal(path)
     kept = _keep_aside(path) if os.path.lexists(path) else ""
     return Abandoned(kept, tuple(places), tuple(r.run_id for r in unfinished))
+
+
+def _seal(path: Path) -> None:
+    """Append the record that makes a kept journal never replayable (if it is this user's file)."""
+    try:
+        journal = Journal.reopen(path)
+    except JournalError:
+        return  # not a journal this user could have written: nothing to replay from it either
+    try:
+        journal.record({"type": ABANDONED, "ns": time.time_ns()})
+    except OSError:
+        pass
+    finally:
+        journal.close()
+
+
+def unfinished_runs(store_root: str, backup_root: Path) -> list[BackupRun]:
+    """This store's in-progress runs that this user made (read-only)."""
+    return [r for r in list_runs(backup_root, StoreId.of(store_root)) if r.status == Status.IN_PROGRESS and owned(r)]
 
 
 def _keep_aside(path: Path) -> str:

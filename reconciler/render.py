@@ -263,14 +263,14 @@ def render_list(scan: StoreScan, manifest: Manifest | None, fmt: str) -> str:
 
 def apply_text(result: ApplyResult, restore_args: str = "") -> str:
     if result.run_id is None:
-        skipped = [f"  skipped {safe(name)}: {why}" for name, why in result.skipped]
+        skipped = [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
         return (
             "\n".join([*skipped, f"Nothing was moved ({len(skipped)} skipped); no backup run was made."])
             if skipped
             else "No changes. Nothing was moved."
         )
     lines = [f"  moved {safe(m.name)} ({format_size(m.size)}, {m.method})" for m in result.moved]
-    lines += [f"  skipped {safe(name)}: {why}" for name, why in result.skipped]
+    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
     lines.append(
         f"Apply complete: {len(result.moved)} moved to backup ({format_size(result.bytes_moved)} freed), "
         f"{len(result.skipped)} skipped. Backup run {result.run_id} in {result.run_dir}."
@@ -310,7 +310,7 @@ def restore_plan_text(plan: RestorePlan) -> str:
 def restore_text(run_id: str, result: RestoreResult) -> str:
     lines = [f"  restored {safe(n)}" for n in result.restored]
     lines += [f"  already in the store (identical): {safe(n)}" for n in result.already_present]
-    lines += [f"  skipped {safe(name)}: {why}" for name, why in result.skipped]
+    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
     if result.displaced_run:
         lines.append(f"Files that were in the way were moved to backup run {result.displaced_run}.")
     lines.append(
@@ -338,6 +338,6 @@ def recovery_text(result: Recovery) -> str:
         f"Recovered interrupted {result.op} run {result.run_id}: {len(result.already_done)} moves had completed, "
         f"{len(result.finished)} finished now, {len(result.skipped)} skipped."
     ]
-    lines += [f"  finished {name}" for name in result.finished]
-    lines += [f"  skipped {name}: {why}" for name, why in result.skipped]
+    lines += [f"  finished {safe(name)}" for name in result.finished]
+    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
     return "\n".join(lines)

@@ -145,9 +145,11 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.stdout.startswith("ocr-reconcile ")
 
 
-def test_store_path_that_is_a_symlink_is_resolved_once_and_reported(
+def test_store_path_that_is_a_symlink_is_read_through_but_never_changed_through(
     runner: CliRunner, store: Path, tmp_path: Path, write_manifest: Callable[..., Path]
 ) -> None:
+    """Read-only commands resolve a linked store once and say so. Commands that move files refuse it:
+    another user who can write the link's folder could point it anywhere between two runs."""
     link = tmp_path / "current-models"
     link.symlink_to(store)
     manifest = str(write_manifest(store={"backend": "directory", "path": str(link)}))
@@ -155,11 +157,14 @@ def test_store_path_that_is_a_symlink_is_resolved_once_and_reported(
     assert planned.exit_code == ExitCode.CHANGES
     assert f"Warning: store folder {link} is a symlink (or under one); using its target {store}" in planned.stdout
     assert f"Store: {store} (backend: directory)" in planned.stdout
+    before = tree_digest(store)
     applied = runner.invoke(app, ["apply", manifest, "--yes"])
+    assert applied.exit_code == ExitCode.ERROR, applied.output
+    assert f"store path {link} is a symbolic link (to {store}); commands that move files act only on a real folder path" in applied.stderr
+    assert tree_digest(store) == before and not (tmp_path / "models.ocr-reconcile-backups").exists()
+    applied = runner.invoke(app, ["apply", manifest, "--yes", "--store", str(store)])
     assert applied.exit_code == ExitCode.OK, applied.output
-    # the lock and the backups sit beside the real folder, not beside the link
     assert (tmp_path / "models.ocr-reconcile.lock").exists() and (tmp_path / "models.ocr-reconcile-backups").is_dir()
-    assert not (tmp_path / "current-models.ocr-reconcile-backups").exists()
     assert link.is_symlink() and os.readlink(link) == str(store)
 
 

@@ -588,3 +588,89 @@ def test_files_with_odd_names_move_and_come_back(
     [run] = _backups(runner, Path(manifest))
     assert runner.invoke(app, ["restore", str(run["run_id"]), "-m", manifest]).exit_code == ExitCode.OK
     assert tree_digest(store) == before
+
+
+# -- the third pass ---------------------------------------------------------------------------------
+
+
+def test_a_kept_journal_renamed_back_is_never_replayed(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    """``recover --abandon`` keeps the journal beside the store, where another user may rename it back:
+    it is sealed, so it is refused instead of moving (now declared) files a second time."""
+    manifest = str(write_manifest())
+    killed = subprocess.run([str(BIN / "ocr-reconcile"), "apply", manifest, "--yes"], env={**os.environ, "OCR_RECONCILE_CRASH_AT": "4"})
+    assert killed.returncode == -9
+    journal = journal_path(str(store))
+    assert runner.invoke(app, ["recover", "-m", manifest, "--abandon"]).exit_code == ExitCode.OK
+    [kept] = store.parent.glob(f"{journal.name}.abandoned-*")
+    os.rename(kept, journal)
+    result = runner.invoke(app, ["recover", "-m", manifest])
+    assert result.exit_code == ExitCode.ERROR and "was abandoned" in result.stderr, result.output
+
+
+def test_a_live_journal_put_back_after_its_run_was_abandoned_is_refused(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    manifest = str(write_manifest())
+    killed = subprocess.run([str(BIN / "ocr-reconcile"), "apply", manifest, "--yes"], env={**os.environ, "OCR_RECONCILE_CRASH_AT": "4"})
+    assert killed.returncode == -9
+    journal = journal_path(str(store))
+    os.rename(journal, tmp_path / "hidden")  # by another user, who can write the store's parent
+    assert runner.invoke(app, ["recover", "-m", manifest, "--abandon"]).exit_code == ExitCode.OK
+    os.rename(tmp_path / "hidden", journal)
+    before = tree_digest(store)
+    result = runner.invoke(app, ["apply", manifest, "--yes"])
+    assert result.exit_code == ExitCode.ERROR and "which is abandoned already" in result.stderr, result.output
+    assert tree_digest(store) == before
+
+
+def test_a_fifo_swapped_in_for_the_journal_never_blocks(tmp_path: Path) -> None:
+    from reconciler.journal import Journal
+
+    path = tmp_path / "journal"
+    os.mkfifo(path)
+    with pytest.raises(JournalError, match="changed while it was being read"):
+        Journal.reopen(path)
+
+
+def test_abandon_never_writes_into_a_run_another_user_planted(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest())
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK  # makes the backup folder, ours
+    planted = default_backup_root(str(store)) / "20260101T000000Z-abcdef"
+    planted.mkdir()
+    st = os.stat(store)
+    index = {"format_version": 1, "run_id": planted.name, "created_ns": 1, "status": "in-progress", "store": str(store)}
+    (planted / INDEX_NAME).write_text(json.dumps({**index, "store_id": [st.st_dev, st.st_ino], "entries": []}))
+    os.mkfifo(planted / (INDEX_NAME + ".tmp"))
+    _chown_or_link(planted / INDEX_NAME)
+    result = runner.invoke(app, ["recover", "-m", manifest, "--abandon"])
+    assert result.exit_code == ExitCode.OK and "Nothing to abandon" in result.stdout, result.output
+    assert json.loads((planted / INDEX_NAME).read_text())["status"] == "in-progress"
+
+
+def test_a_forced_restore_killed_early_is_finished_without_false_conflicts(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], other_fs: Path
+) -> None:
+    """Killed before it displaced the file in the way: recovery displaces it, then restores, as planned."""
+    manifest = str(write_manifest(backup={"dir": str(other_fs / "b")}))
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+    [run] = _backups(runner, Path(manifest))
+    name = "phi-2.Q4_K_M.gguf"
+    original = (other_fs / "b" / str(run["run_id"]) / name).read_bytes()
+    (store / name).write_bytes(b"new")
+    for step in (1, 2, 3):
+        cmd = [str(BIN / "ocr-reconcile"), "restore", str(run["run_id"]), name, "-m", manifest, "--force"]
+        if subprocess.run(cmd, env={**os.environ, "OCR_RECONCILE_CRASH_AT": str(step)}).returncode == -9:
+            break
+    result = runner.invoke(app, ["recover", "-m", manifest])
+    assert result.exit_code == ExitCode.OK and "skipped" not in result.stdout.replace("0 skipped", ""), result.output
+    assert (store / name).read_bytes() == original
+    [displaced] = [r for r in _backups(runner, Path(manifest)) if str(r["run_id"]).endswith("-displaced")]
+    assert (other_fs / "b" / str(displaced["run_id"]) / name).read_bytes() == b"new"
+
+
+def test_names_in_recovery_output_cannot_forge_lines() -> None:
+    from reconciler.recovery import Recovery
+    from reconciler.render import recovery_text
+
+    text = recovery_text(Recovery("apply", "r", ("z\x1b[2J\nerror: FAKE",), (), (("y\nerror: FAKE", "why\nerror: FAKE"),)))
+    assert "\nerror: FAKE" not in text and "\x1b" not in text
