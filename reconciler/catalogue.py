@@ -276,7 +276,8 @@ def _genuine(run: BackupRun) -> bool:
 
 
 def owned(run: BackupRun) -> bool:
-    """Whether the run's folder and index are this user's (another user may have planted them)."""
+    """Whether the run's folder and index are this user's (another user may have planted them; an
+    index with a second hard link is not one the tool wrote)."""
     try:
         folder = os.stat(run.path, follow_symlinks=False)
         try:
@@ -285,7 +286,8 @@ def owned(run: BackupRun) -> bool:
             index = os.stat(run.path / LEGACY_INDEX_NAME, follow_symlinks=False)
     except OSError:
         return False
-    return folder.st_uid == index.st_uid == os.geteuid() and stat.S_ISDIR(folder.st_mode) and stat.S_ISREG(index.st_mode)
+    mine = folder.st_uid == index.st_uid == os.geteuid()
+    return mine and stat.S_ISDIR(folder.st_mode) and stat.S_ISREG(index.st_mode) and index.st_nlink == 1
 
 
 def prune_runs(backup: Tree, store: StoreId, keep: int) -> tuple[str, ...]:
