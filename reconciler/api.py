@@ -338,4 +338,11 @@ def plan_fleet(
     ``max_delete`` applies on top of the manifest's limit (the stricter wins)."""
     loaded = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     guards = guards_for(loaded, max_delete, allow_empty)
-    return FleetPlan(tuple(make_plan(loaded, load_snapshot(p).scan, guards) for p in snapshots))
+    scans, seen = [], dict[str | None, str]()
+    for path in dict.fromkeys(os.fspath(p) for p in snapshots):  # a file given twice counts once
+        scan = load_snapshot(path).scan
+        if scan.host in seen:
+            raise UsageError(f"snapshots {seen[scan.host]} and {path} are both of host {scan.host!r}; a fleet plan has one per host")
+        seen[scan.host] = path
+        scans.append(scan)
+    return FleetPlan(tuple(make_plan(loaded, scan, guards) for scan in scans))

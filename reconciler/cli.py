@@ -29,6 +29,7 @@ from .cli_support import (
     ManifestOpt,
     MaxDeleteOpt,
     StoreOpt,
+    YesOpt,
     colour,
     confirm,
     errors,
@@ -91,27 +92,37 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Manifest files to
 @app.command()
 def plan(
     manifest_file: ManifestArg,
-    more_states: Annotated[list[Path] | None, typer.Argument(help="More snapshot files (the shell's expansion of --state *.json).")] = None,
     store: StoreOpt = None,
     backend: BackendOpt = None,
     license_file: LicenseOpt = None,
     fmt: FormatOpt = "text",
     as_json: JsonOpt = False,
     out: Annotated[Path | None, typer.Option("--out", help="Save the plan (JSON, checksummed) for apply PLANFILE.")] = None,
-    state: Annotated[Path | None, typer.Option("--state", help="Plan against snapshot files instead of the live store.")] = None,
+    state: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--state", help="Plan against snapshot files instead of the live store (repeat it; a file, a folder or a quoted glob)."
+        ),
+    ] = None,
     max_delete: MaxDeleteOpt = None,
     allow_empty: AllowEmptyOpt = False,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes pending, 3 cannot converge, 1 error.")
+    ] = False,
 ) -> None:
-    """Show what apply would do. Changes nothing. Exit 0 no changes, 2 changes pending, 3 cannot converge."""
+    """Show what apply would do. Changes nothing. Exits 0 when the plan was made (see --detailed-exitcode)."""
     with errors():
         fmt = output_format(fmt, as_json)
-        snapshots = state_files(state, more_states or [])
+        snapshots = state_files(state or [])
         if out is not None and out.suffix != ".json":
             raise UsageError(f"--out {out}: a saved plan's name must end in .json (apply tells plans from manifests by it)")
         manifest = load_manifest(manifest_file)
         if snapshots:
-            if out is not None:
-                raise UsageError("--out saves a plan for one live store; it cannot be combined with --state")
+            given = [
+                flag for flag, value in (("--out", out), ("--store", store), ("--backend", backend), ("--license", license_file)) if value
+            ]
+            if given:
+                raise UsageError(f"--state plans snapshots, not a live store: {', '.join(given)} cannot be combined with it")
             result: Plan | FleetPlan = plan_fleet(manifest, snapshots, max_delete, allow_empty)
         else:
             with open_session(manifest, store, backend, license_file) as session:
@@ -122,7 +133,7 @@ def plan(
         typer.echo(render.render_plan(result, fmt, colour()), nl=fmt != "markdown")
         if out is not None:
             typer.echo(f"Saved plan to {out}. Apply exactly this plan with: ocr-reconcile apply {out}", err=True)
-    raise typer.Exit(result.detailed_exit_code)
+    raise typer.Exit(result.detailed_exit_code if detailed_exitcode else ExitCode.OK)
 
 
 @app.command()
@@ -131,14 +142,15 @@ def apply(
     store: StoreOpt = None,
     backend: BackendOpt = None,
     license_file: LicenseOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     max_delete: MaxDeleteOpt = None,
     allow_empty: AllowEmptyOpt = False,
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
     """Re-plan (or verify a saved plan), show it, confirm, then move unmanaged files to a backup run.
 
-    Holds the store lock throughout, and first finishes any run a crash interrupted."""
+    A saved plan is what was reviewed: it is applied without asking (once verified unchanged). Holds
+    the store lock throughout, and first finishes any run a crash interrupted."""
     with errors():
         if source.suffix == ".json" and (store or backend):
             raise UsageError("a saved plan is applied to the store it was made for: --store and --backend go with plan")
@@ -153,7 +165,10 @@ def apply(
             backup_root = session.check_applicable(result)
             if not result.has_changes:
                 raise typer.Exit(ExitCode.OK)
-            confirm(f"Move {len(result.to_delete)} files ({render.format_size(result.bytes_freed)}) to {backup_root}?", yes)
+            confirm(
+                f"Move {render.count(len(result.to_delete), 'file')} ({render.format_size(result.bytes_freed)}) to {backup_root}?",
+                yes or saved is not None,
+            )
             outcome = session.apply(result, held)
         undo_store = store or (result.scan.root if saved else None)
         typer.echo(render.apply_text(outcome, f" -m {result.manifest.source}" + (f" --store {undo_store}" if undo_store else "")))

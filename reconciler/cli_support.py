@@ -204,23 +204,20 @@ def colour() -> bool:
     return render.use_colour(sys.stdout.isatty())
 
 
-def state_files(state: Path | None, extra: list[Path]) -> list[Path]:
-    """``--state`` files: the option's value (a file, a folder of *.json, or a quoted glob) plus the
-    shell-expanded rest of ``--state snapshots/*.json``, which arrives as extra arguments."""
-    if state is None:
-        if extra:
-            raise UsageError(f"unexpected extra arguments: {' '.join(map(str, extra))}")
-        return []
+def state_files(states: list[Path]) -> list[Path]:
+    """The snapshot files of every ``--state`` (repeated): each a file, a folder of ``*.json``, or a
+    quoted glob."""
     paths: list[Path] = []
-    for item in [state, *extra]:
+    for item in states:
         if item.is_dir():
-            paths += sorted(item.glob("*.json"))
+            found = sorted(item.glob("*.json"))
         elif any(ch in str(item) for ch in "*?["):
-            paths += sorted(Path().glob(str(item))) if not item.is_absolute() else sorted(Path("/").glob(str(item)[1:]))
+            found = sorted(Path().glob(str(item))) if not item.is_absolute() else sorted(Path("/").glob(str(item)[1:]))
         else:
-            paths.append(item)
-    if not paths:
-        raise UsageError(f"--state {state}: no snapshot files found")
+            found = [item]
+        if not found:
+            raise UsageError(f"--state {item}: no snapshot files found")
+        paths += found
     return paths
 
 
@@ -246,6 +243,9 @@ def _wait_for_input_or_signal(prompt: str) -> None:
         signal.set_wakeup_fd(previous)
         os.close(read_end)
         os.close(write_end)
+
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", "--auto-approve", help="Do not ask for confirmation.")]
 
 
 def confirm(question: str, yes: bool) -> None:

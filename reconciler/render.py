@@ -28,6 +28,11 @@ def use_colour(stream_isatty: bool) -> bool:
     return stream_isatty and not os.environ.get("NO_COLOR")
 
 
+def count(n: int, word: str) -> str:
+    """``1 file``, ``2 files``: a count with its noun in the right number."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def format_size(num: int) -> str:
     """Binary units, one decimal: ``512 B``, ``1.5 KiB``, ``7.4 GiB``."""
     if num < 1024:
@@ -172,12 +177,9 @@ def plan_markdown(plan: Plan) -> str:
 def fleet_markdown(fleet: FleetPlan) -> str:
     """One summary row per host, then each host's details folded."""
     hosts = fleet.hosts
-    moving = sum(len(h.to_delete) for h in hosts)
-    freed = sum(h.bytes_freed for h in hosts)
-    changed = sum(1 for h in hosts if h.has_changes or not h.converges)
     mismatches = any(h.of(Action.MISMATCH) for h in hosts)  # the column appears only when needed
     lines = [
-        f"{moving} models move to backup ({format_size(freed)} freed) across {changed} of {len(hosts)} hosts",
+        fleet_summary(fleet),
         "",
         "| Host | To backup | Freed | Kept | Missing |" + (" Pin mismatch |" if mismatches else "") + " Guards |",
         "|---|---:|---:|---:|---:|" + ("---:|" if mismatches else "") + "---|",
@@ -194,6 +196,17 @@ def fleet_markdown(fleet: FleetPlan) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def fleet_summary(fleet: FleetPlan) -> str:
+    """One line over every host: what moves, how much, on how many hosts."""
+    hosts = fleet.hosts
+    moving = sum(len(h.to_delete) for h in hosts)
+    freed = sum(h.bytes_freed for h in hosts)
+    changed = sum(1 for h in hosts if h.has_changes or not h.converges)
+    blocked = sum(1 for h in hosts if not h.converges or h.violations)
+    line = f"{count(moving, 'model')} to move to backup ({format_size(freed)}) across {changed} of {count(len(hosts), 'host')}"
+    return line + (f"; {count(blocked, 'host')} cannot converge or break a guard" if blocked else "")
+
+
 def _bold(n: int) -> str:
     return f"**{n}**" if n else "0"
 
@@ -203,7 +216,9 @@ def render_plan(plan: Plan | FleetPlan, fmt: str, colour: bool = False) -> str:
     if isinstance(plan, FleetPlan):
         if fmt == "json":
             return dumps(fleet_doc(plan))
-        return fleet_markdown(plan) if fmt == "markdown" else "\n\n".join(plan_text(h, colour) for h in plan.hosts)
+        if fmt == "markdown":
+            return fleet_markdown(plan)
+        return "\n\n".join([*(plan_text(h, colour) for h in plan.hosts), f"Fleet: {fleet_summary(plan)}"])
     if fmt == "json":
         return dumps(plan_doc(plan))
     return plan_markdown(plan) if fmt == "markdown" else plan_text(plan, colour)

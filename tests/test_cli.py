@@ -34,7 +34,7 @@ def test_validate_ok_and_bad(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_plan_text_and_exit_code_2(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     before = tree_digest(store)
-    result = runner.invoke(app, ["plan", str(write_manifest())])
+    result = runner.invoke(app, ["plan", "--detailed-exitcode", str(write_manifest())])
     assert result.exit_code == ExitCode.CHANGES, result.output
     assert "  - phi-2.Q4_K_M.gguf" in result.stdout
     assert "  = qwen/tokenizer.json" in result.stdout
@@ -44,7 +44,7 @@ def test_plan_text_and_exit_code_2(runner: CliRunner, store: Path, write_manifes
 
 
 def test_plan_json(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
-    result = runner.invoke(app, ["plan", str(write_manifest()), "--json"])
+    result = runner.invoke(app, ["plan", "--detailed-exitcode", str(write_manifest()), "--json"])
     assert result.exit_code == ExitCode.CHANGES
     doc = json.loads(result.stdout)
     assert_plan_schema(doc)
@@ -67,24 +67,24 @@ def test_plan_json(runner: CliRunner, store: Path, write_manifest: Callable[...,
 
 
 def test_plan_missing_exits_3(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
-    result = runner.invoke(app, ["plan", str(write_manifest(models=[{"name": "absent.gguf"}]))])
+    result = runner.invoke(app, ["plan", "--detailed-exitcode", str(write_manifest(models=[{"name": "absent.gguf"}]))])
     assert result.exit_code == ExitCode.CANNOT_CONVERGE
     assert "  ! absent.gguf" in result.stdout
 
 
 def test_plan_no_changes_exits_0(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
-    result = runner.invoke(app, ["plan", str(write_manifest(prune=False))])
+    result = runner.invoke(app, ["plan", "--detailed-exitcode", str(write_manifest(prune=False))])
     assert result.exit_code == ExitCode.OK
     assert "No changes." in result.stdout and "4 left in place unmanaged" in result.stdout
 
 
 def test_plan_errors_exit_1(runner: CliRunner, tmp_path: Path, write_manifest: Callable[..., Path]) -> None:
-    result = runner.invoke(app, ["plan", str(write_manifest())])  # no store built
+    result = runner.invoke(app, ["plan", "--detailed-exitcode", str(write_manifest())])  # no store built
     assert result.exit_code == ExitCode.ERROR
     assert result.stderr.strip() == f"error: store folder {tmp_path / 'models'} does not exist (create it, or set store.path / --store)"
-    assert runner.invoke(app, ["plan", str(tmp_path / "none.yaml")]).exit_code == ExitCode.ERROR
+    assert runner.invoke(app, ["plan", "--detailed-exitcode", str(tmp_path / "none.yaml")]).exit_code == ExitCode.ERROR
     assert runner.invoke(app, ["plan"]).exit_code == ExitCode.ERROR  # usage error is 1, never 2
-    assert runner.invoke(app, ["plan", "--bogus"]).exit_code == ExitCode.ERROR
+    assert runner.invoke(app, ["plan", "--detailed-exitcode", "--bogus"]).exit_code == ExitCode.ERROR
 
 
 def test_apply_refuses_without_yes_when_not_interactive(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
@@ -153,7 +153,7 @@ def test_store_path_that_is_a_symlink_is_read_through_but_never_changed_through(
     link = tmp_path / "current-models"
     link.symlink_to(store)
     manifest = str(write_manifest(store={"backend": "directory", "path": str(link)}))
-    planned = runner.invoke(app, ["plan", manifest])
+    planned = runner.invoke(app, ["plan", "--detailed-exitcode", manifest])
     assert planned.exit_code == ExitCode.CHANGES
     assert f"Warning: store folder {link} is a symlink (or under one); using its target {store}" in planned.stdout
     assert f"Store: {store} (backend: directory)" in planned.stdout

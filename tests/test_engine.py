@@ -99,7 +99,7 @@ def test_scan_flags_equal_the_real_list_local_and_follow_the_one_level_rule(xdg:
 
 
 def test_plan_says_the_engine_hid_files(xdg: Path, tmp_path: Path) -> None:
-    result = run_cli("plan", str(write_manifest(tmp_path)), env=engine_env(xdg))
+    result = run_cli("plan", "--detailed-exitcode", str(write_manifest(tmp_path)), env=engine_env(xdg))
     assert result.returncode == 2, result.stderr
     assert "backend: aspose" in result.stdout
     notes = [line for line in result.stdout.splitlines() if line.startswith("Note: the engine is unlicensed")]
@@ -110,7 +110,7 @@ def test_apply_never_moves_a_file_the_plan_did_not_name(xdg: Path, tmp_path: Pat
     manifest = str(write_manifest(tmp_path))
     models = xdg / "Aspose.AI.LLM" / "models"
     before = tree_digest(models)
-    plan = json.loads(run_cli("plan", manifest, "--json", env=engine_env(xdg)).stdout)
+    plan = json.loads(run_cli("plan", "--detailed-exitcode", manifest, "--json", env=engine_env(xdg)).stdout)
     assert_plan_schema(plan)
     named = {c["name"] for c in plan["changes"] if c["actions"] == ["delete"]}
     assert named == {"old.gguf", f"sub/{LLAMA}", "sub/stale.bin"}
@@ -145,7 +145,7 @@ FREED = "ocr-reconcile: engine: free_resources() done"
 
 
 def test_free_resources_on_success(xdg: Path, tmp_path: Path) -> None:
-    result = run_cli("-v", "plan", str(write_manifest(tmp_path)), env=engine_env(xdg))
+    result = run_cli("-v", "plan", "--detailed-exitcode", str(write_manifest(tmp_path)), env=engine_env(xdg))
     assert result.returncode == 2
     assert result.stderr.count(FREED) == 1
 

@@ -581,7 +581,7 @@ def test_files_with_odd_names_move_and_come_back(
     before = tree_digest(store)
     manifest = str(write_manifest())
     plan_file = tmp_path / "p.json"
-    assert runner.invoke(app, ["plan", manifest, "--out", str(plan_file)]).exit_code == ExitCode.CHANGES
+    assert runner.invoke(app, ["plan", "--detailed-exitcode", manifest, "--out", str(plan_file)]).exit_code == ExitCode.CHANGES
     assert runner.invoke(app, ["snapshot", "-m", manifest, "--out", str(tmp_path / "s.json")]).exit_code == ExitCode.OK
     assert runner.invoke(app, ["apply", str(plan_file), "--yes"]).exit_code == ExitCode.OK
     assert not any((store / n).exists() for n in odd)

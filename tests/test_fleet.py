@@ -66,8 +66,9 @@ def test_fleet_plan_over_24_snapshots(runner: CliRunner, tmp_path: Path, monkeyp
     snapshots = write_snapshots(tmp_path / "snapshots", 24)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "manifest.yaml").write_text(EXAMPLE_MANIFEST.read_text())
-    # `--state snapshots/*.json` as a shell expands it: one option value, the rest as arguments
-    args = ["plan", "manifest.yaml", "--state", *[str(p.relative_to(tmp_path)) for p in snapshots], "--format", "markdown"]
+    # repeated --state accumulate (the option may also come before the manifest)
+    states = [arg for p in snapshots for arg in ("--state", str(p.relative_to(tmp_path)))]
+    args = ["plan", "--detailed-exitcode", *states[:2], "manifest.yaml", *states[2:], "--format", "markdown"]
     result = runner.invoke(app, args)
     assert result.exit_code == ExitCode.CANNOT_CONVERGE, result.output  # worker-05 lacks a declared model
     golden("fleet-24.md", result.stdout)
@@ -76,7 +77,7 @@ def test_fleet_plan_over_24_snapshots(runner: CliRunner, tmp_path: Path, monkeyp
     assert result.stdout.count("<details><summary>worker-") == 24
     # the same via a folder and via a quoted glob; JSON fits the schema
     for state in ("snapshots", "snapshots/*.json"):
-        doc = json.loads(runner.invoke(app, ["plan", "manifest.yaml", "--state", state, "--format", "json"]).stdout)
+        doc = json.loads(runner.invoke(app, ["plan", "--detailed-exitcode", "manifest.yaml", "--state", state, "--format", "json"]).stdout)
         assert_plan_schema(doc)
         assert [h["host"] for h in doc["hosts"]] == [f"worker-{i:02d}" for i in range(24)]
         assert sum(h["summary"]["delete"] for h in doc["hosts"]) == sum(i % 4 for i in range(24))
@@ -87,7 +88,7 @@ def test_fleet_plan_without_missing_exits_2_and_needs_no_engine(runner: CliRunne
     (tmp_path / "s" / "worker-05.json").unlink(missing_ok=True)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.yaml").write_text(EXAMPLE_MANIFEST.read_text().replace("backend: auto", "backend: aspose"))
-    result = runner.invoke(app, ["plan", "m.yaml", "--state", "s"])
+    result = runner.invoke(app, ["plan", "--detailed-exitcode", "m.yaml", "--state", "s"])
     assert result.exit_code == ExitCode.CHANGES, result.output
     assert result.stdout.count("Host: worker-") == 4
 
@@ -104,7 +105,7 @@ def test_snapshot_command_is_read_only_and_feeds_plan_state(store: Path, tmp_pat
     by_name = {f["name"]: f for f in snap["files"]}
     assert by_name["phi-2.Q4_K_M.gguf"]["sha256"] == before["phi-2.Q4_K_M.gguf"]
     assert by_name["latest.gguf"]["kind"] == "symlink"
-    planned = run_cli("plan", str(EXAMPLE_MANIFEST), "--state", str(out), "--format", "json")
+    planned = run_cli("plan", "--detailed-exitcode", str(EXAMPLE_MANIFEST), "--state", str(out), "--format", "json")
     assert planned.returncode == ExitCode.CHANGES, planned.stderr
     [host] = json.loads(planned.stdout)["hosts"]
     assert {c["name"] for c in host["changes"] if c["actions"] == ["delete"]} == {
@@ -118,12 +119,15 @@ def test_snapshot_command_is_read_only_and_feeds_plan_state(store: Path, tmp_pat
 def test_state_errors(runner: CliRunner, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
-    result = runner.invoke(app, ["plan", str(EXAMPLE_MANIFEST), "--state", str(bad)])
+    result = runner.invoke(app, ["plan", "--detailed-exitcode", str(EXAMPLE_MANIFEST), "--state", str(bad)])
     assert result.exit_code == ExitCode.ERROR and "corrupt snapshot file" in result.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no snapshot files found" in runner.invoke(app, ["plan", str(EXAMPLE_MANIFEST), "--state", str(empty)]).stderr
-    assert runner.invoke(app, ["plan", str(EXAMPLE_MANIFEST), "stray-arg"]).exit_code == ExitCode.ERROR
+    assert (
+        "no snapshot files found"
+        in runner.invoke(app, ["plan", "--detailed-exitcode", str(EXAMPLE_MANIFEST), "--state", str(empty)]).stderr
+    )
+    assert runner.invoke(app, ["plan", "--detailed-exitcode", str(EXAMPLE_MANIFEST), "stray-arg"]).exit_code == ExitCode.ERROR
 
 
 def _golden_plan(stale: int) -> Plan:
@@ -193,7 +197,7 @@ def test_guards_show_in_plan_and_stop_apply(
     message: str,
 ) -> None:
     manifest = str(write_manifest(**overrides))
-    planned = runner.invoke(app, ["plan", manifest, *flags])
+    planned = runner.invoke(app, ["plan", "--detailed-exitcode", manifest, *flags])
     assert planned.exit_code == ExitCode.CHANGES
     assert f"Guard: {message}" in planned.stdout
     before = tree_digest(store)
@@ -212,7 +216,7 @@ def test_whole_store_guard_is_shown_but_missing_models_decide_the_exit(
     (models / "a.gguf").write_bytes(b"a")
     (models / "b.gguf").write_bytes(b"b")
     manifest = str(write_manifest(models=[{"name": "renamed-model.gguf"}], whitelist=[]))
-    planned = runner.invoke(app, ["plan", manifest])
+    planned = runner.invoke(app, ["plan", "--detailed-exitcode", manifest])
     assert planned.exit_code == ExitCode.CANNOT_CONVERGE
     assert "Guard: every file in the store (2) would move; pass --allow-empty if that is meant" in planned.stdout
     assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.CANNOT_CONVERGE

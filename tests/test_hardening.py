@@ -47,7 +47,7 @@ def test_a_pinned_model_that_links_to_a_fifo_or_a_device_is_never_read(
     (store / "fifo.gguf").symlink_to(tmp_path / "fifo")
     (store / "zero.gguf").symlink_to("/dev/zero")
     pins = [{"name": n, "sha256": "0" * 64} for n in ("fifo.gguf", "zero.gguf")]
-    result = runner.invoke(app, ["plan", str(write_manifest(models=pins))])
+    result = runner.invoke(app, ["plan", "--detailed-exitcode", str(write_manifest(models=pins))])
     assert result.exit_code == ExitCode.CANNOT_CONVERGE, result.output
     assert result.stdout.count("mismatch: declared, but sha256 unknown") == 2
     snap = runner.invoke(app, ["snapshot", "--store", str(store), "--backend", "directory", "--hash"])
@@ -118,7 +118,7 @@ def test_a_saved_plan_cannot_lift_the_manifests_guards(
     plan with a recomputed checksum that drops max_delete is still refused, and --max-delete applies."""
     manifest = str(write_manifest(limits={"max_delete": 3}))
     plan_file = tmp_path / "p.json"
-    assert runner.invoke(app, ["plan", manifest, "--out", str(plan_file)]).exit_code == ExitCode.CHANGES
+    assert runner.invoke(app, ["plan", "--detailed-exitcode", manifest, "--out", str(plan_file)]).exit_code == ExitCode.CHANGES
     doc = json.loads(plan_file.read_text())
     doc["guards"].update({"max_delete": None, "violations": [], "violation_details": []})
     doc["checksum"] = checksum(doc)
@@ -145,7 +145,7 @@ def test_a_nested_stores_control_files_are_never_moved(runner: CliRunner, store:
         "inner.ocr-reconcile-backups/stray.bin",
         ".ocr-reconcile-tmp-0123abcd-0",
     }
-    doc = json.loads(runner.invoke(app, ["plan", str(write_manifest()), "--json"]).stdout)
+    doc = json.loads(runner.invoke(app, ["plan", "--detailed-exitcode", str(write_manifest()), "--json"]).stdout)
     assert {c["name"]: c["actions"] for c in doc["changes"] if c["name"] in controls} == {n: ["ignore"] for n in controls}
     assert runner.invoke(app, ["apply", str(write_manifest()), "--yes"]).exit_code == ExitCode.OK
     assert all((store / n).exists() for n in controls)

@@ -98,21 +98,21 @@ def test_a_pin_mismatch_is_its_own_action_in_every_format(
 ) -> None:
     manifest = write_manifest(models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "sha256": "0" * 64}])
     before = tree_digest(store)
-    text = runner.invoke(app, ["plan", str(manifest)])
+    text = runner.invoke(app, ["plan", "--detailed-exitcode", str(manifest)])
     assert text.exit_code == ExitCode.CANNOT_CONVERGE
     assert "  * Llama-3.2-3B-Instruct-Q4_K_M.gguf" in text.stdout and "mismatch: declared, but sha256" in text.stdout
     assert ", 1 differ from their pin" in text.stdout
-    doc = json.loads(runner.invoke(app, ["plan", str(manifest), "--json"]).stdout)
+    doc = json.loads(runner.invoke(app, ["plan", "--detailed-exitcode", str(manifest), "--json"]).stdout)
     assert_plan_schema(doc)
     assert doc["summary"]["mismatch"] == 1 and doc["summary"]["missing"] == 0 and not doc["summary"]["converges"]
-    md = runner.invoke(app, ["plan", str(manifest), "--format", "markdown"]).stdout
+    md = runner.invoke(app, ["plan", "--detailed-exitcode", str(manifest), "--format", "markdown"]).stdout
     assert "1 differ from their pin" in md.splitlines()[0] and "| `*` | `Llama-3.2-3B-Instruct-Q4_K_M.gguf` |" in md
     check = runner.invoke(app, ["check", str(manifest)])
     assert check.exit_code == ExitCode.CHANGES and "1 differ from their pin (Llama-3.2-3B-Instruct-Q4_K_M.gguf)" in check.stdout
     applied = runner.invoke(app, ["apply", str(manifest), "--yes"])
     assert applied.exit_code == ExitCode.CANNOT_CONVERGE and tree_digest(store) == before
     saved = tmp_path / "p.json"
-    runner.invoke(app, ["plan", str(manifest), "--out", str(saved)])
+    runner.invoke(app, ["plan", "--detailed-exitcode", str(manifest), "--out", str(saved)])
     assert "  * Llama" in runner.invoke(app, ["show", str(saved)]).stdout
 
 
@@ -273,20 +273,23 @@ def test_cli_refuses_what_it_could_not_read_back(
     runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
 ) -> None:
     manifest = str(write_manifest())
-    out = runner.invoke(app, ["plan", manifest, "--out", str(tmp_path / "plan.yaml")])
+    out = runner.invoke(app, ["plan", "--detailed-exitcode", manifest, "--out", str(tmp_path / "plan.yaml")])
     assert out.exit_code == ExitCode.ERROR and "must end in .json" in out.stderr and not (tmp_path / "plan.yaml").exists()
-    both = runner.invoke(app, ["plan", manifest, "--json", "--format", "markdown"])
+    both = runner.invoke(app, ["plan", "--detailed-exitcode", manifest, "--json", "--format", "markdown"])
     assert both.exit_code == ExitCode.ERROR and "ask for different formats" in both.stderr
-    a_file = runner.invoke(app, ["plan", manifest, "--store", manifest])
+    a_file = runner.invoke(app, ["plan", "--detailed-exitcode", manifest, "--store", manifest])
     assert a_file.exit_code == ExitCode.ERROR and "is not a folder" in a_file.stderr
 
 
 def test_only_a_pin_mismatch_is_named_as_such(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     manifest = write_manifest(models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "sha256": "0" * 64}])
-    text = runner.invoke(app, ["plan", str(manifest)]).stdout
+    text = runner.invoke(app, ["plan", "--detailed-exitcode", str(manifest)]).stdout
     assert "Cannot converge: declared models differ from their pin; apply will refuse" in text
     both = write_manifest("both.yaml", models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf", "sha256": "0" * 64}, {"name": "gone.gguf"}])
-    assert "Cannot converge: declared models differ from their pin or are missing;" in runner.invoke(app, ["plan", str(both)]).stdout
+    assert (
+        "Cannot converge: declared models differ from their pin or are missing;"
+        in runner.invoke(app, ["plan", "--detailed-exitcode", str(both)]).stdout
+    )
 
 
 def test_a_plan_read_from_a_document_is_never_applied_as_is(store: Path, write_manifest: Callable[..., Path], tmp_path: Path) -> None:
@@ -321,7 +324,7 @@ def test_a_run_that_moves_nothing_prunes_nothing(store: Path, write_manifest: Ca
 def test_apply_planfile_recovers_an_interrupted_run_first(store: Path, write_manifest: Callable[..., Path], tmp_path: Path) -> None:
     manifest = str(write_manifest())
     plan_file = tmp_path / "p.json"
-    assert run_cli("plan", manifest, "--out", str(plan_file)).returncode == ExitCode.CHANGES
+    assert run_cli("plan", "--detailed-exitcode", manifest, "--out", str(plan_file)).returncode == ExitCode.CHANGES
     killed = run_cli("apply", str(plan_file), "--yes", env={"OCR_RECONCILE_CRASH_AT": "4"})
     assert killed.returncode == -9
     again = run_cli("apply", str(plan_file), "--yes")
@@ -374,7 +377,7 @@ def test_a_saved_plan_without_created_is_still_read(
 ) -> None:
     """`created` is optional in the schema, so reading must not need it."""
     path = tmp_path / "p.json"
-    assert runner.invoke(app, ["plan", str(write_manifest()), "--out", str(path)]).exit_code == ExitCode.CHANGES
+    assert runner.invoke(app, ["plan", "--detailed-exitcode", str(write_manifest()), "--out", str(path)]).exit_code == ExitCode.CHANGES
     doc = json.loads(path.read_text())
     del doc["created"]
     doc["checksum"] = checksum(doc)

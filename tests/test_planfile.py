@@ -26,7 +26,7 @@ def assert_plan_schema(doc: Any) -> None:
 
 
 def save(runner: CliRunner, manifest: Path, out: Path, *extra: str) -> dict[str, Any]:
-    result = runner.invoke(app, ["plan", str(manifest), "--out", str(out), *extra])
+    result = runner.invoke(app, ["plan", "--detailed-exitcode", str(manifest), "--out", str(out), *extra])
     assert result.exit_code in (ExitCode.OK, ExitCode.CHANGES), result.output
     doc: dict[str, Any] = json.loads(out.read_text())
     assert_plan_schema(doc)
@@ -214,6 +214,6 @@ def test_every_live_plan_fits_the_schema(runner: CliRunner, store: Path, write_m
     (store / "linked").symlink_to(tmp_path / "elsewhere")
     cases: list[dict[str, Any]] = [{}, {"prune": False}, {"models": []}, {"models": [{"name": "absent"}]}, {"limits": {"max_delete": 1}}]
     for overrides in cases:
-        result = runner.invoke(app, ["plan", str(write_manifest(**overrides)), "--json"])
+        result = runner.invoke(app, ["plan", "--detailed-exitcode", str(write_manifest(**overrides)), "--json"])
         assert result.exit_code in (0, 2, 3), result.output
         assert_plan_schema(json.loads(result.stdout))

@@ -20,7 +20,7 @@ def test_plan_apply_restore_round_trip(store: Path, write_manifest: Callable[...
     manifest = str(write_manifest())
     original = tree_digest(store)
 
-    plan = run_cli("plan", manifest, "--json")
+    plan = run_cli("plan", "--detailed-exitcode", manifest, "--json")
     assert plan.returncode == 2, plan.stderr
     assert_plan_schema(json.loads(plan.stdout))
     to_delete = {c["name"] for c in json.loads(plan.stdout)["changes"] if c["actions"] == ["delete"]}
@@ -38,7 +38,7 @@ def test_plan_apply_restore_round_trip(store: Path, write_manifest: Callable[...
     restored = run_cli("restore", runs[0]["run_id"], "-m", manifest)
     assert restored.returncode == 0, restored.stderr
     assert tree_digest(store) == original
-    assert run_cli("plan", manifest).returncode == 2
+    assert run_cli("plan", "--detailed-exitcode", manifest).returncode == 2
 
 
 BAD_FILES = [(f"name {why}", HEAD + f"models:\n  - name: {_yaml_str(name)}\n") for name, why in BAD_NAMES] + [
@@ -60,7 +60,11 @@ def test_bad_manifest_is_one_line_per_error_exit_1_nothing_changed(
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
     before = tree_digest(tmp_path)
-    for command in (["validate", str(bad)], ["plan", str(bad), "--store", str(store)], ["apply", str(bad), "--yes", "--store", str(store)]):
+    for command in (
+        ["validate", str(bad)],
+        ["plan", "--detailed-exitcode", str(bad), "--store", str(store)],
+        ["apply", str(bad), "--yes", "--store", str(store)],
+    ):
         result = runner.invoke(app, command)
         assert result.exit_code == 1, (command, result.stdout, result.stderr)
         _one_line_errors(result.stderr, bad)

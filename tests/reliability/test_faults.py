@@ -203,7 +203,12 @@ def test_interrupted_run_is_reported_then_recovered_by_apply(cli: Cli, tmp_path:
     before = originals(store)
     killed = cli.run("apply", str(manifest), "--yes", env={"OCR_RECONCILE_CRASH_AT": "5"})
     assert killed.returncode == -9
-    for command in (["plan", str(manifest)], ["list", str(manifest)], ["check", str(manifest)], ["backups", "-m", str(manifest)]):
+    for command in (
+        ["plan", "--detailed-exitcode", str(manifest)],
+        ["list", str(manifest)],
+        ["check", str(manifest)],
+        ["backups", "-m", str(manifest)],
+    ):
         result = cli.run(*command)
         assert "warning: an interrupted apply (" in result.stderr and "ocr-reconcile recover" in result.stderr, (command, result.stderr)
     applied = cli.run("apply", str(manifest), "--yes")

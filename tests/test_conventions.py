@@ -1,0 +1,83 @@
+"""Issue 9: the habits ops users bring from Terraform, Ansible and rsync, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reconciler.cli import app
+from reconciler.errors import ExitCode
+
+from .conftest import EXAMPLE_MANIFEST, run_cli, tree_digest
+from .test_fleet import write_snapshots
+
+
+def test_plan_exits_0_unless_asked_for_detailed_codes(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    """Terraform's convention: a healthy plan with pending changes is not a failure for `set -e`."""
+    manifest = str(write_manifest())
+    assert runner.invoke(app, ["plan", manifest]).exit_code == ExitCode.OK
+    assert runner.invoke(app, ["plan", manifest, "--detailed-exitcode"]).exit_code == ExitCode.CHANGES
+    missing = str(write_manifest("missing.yaml", models=[{"name": "absent.gguf"}]))
+    assert runner.invoke(app, ["plan", missing]).exit_code == ExitCode.OK
+    assert runner.invoke(app, ["plan", missing, "--detailed-exitcode"]).exit_code == ExitCode.CANNOT_CONVERGE
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+    assert runner.invoke(app, ["plan", manifest, "--detailed-exitcode"]).exit_code == ExitCode.OK
+    assert runner.invoke(app, ["plan", str(Path(manifest).with_name("nope.yaml"))]).exit_code == ExitCode.ERROR
+
+
+def test_a_saved_plan_is_applied_without_asking(store: Path, write_manifest: Callable[..., Path], tmp_path: Path) -> None:
+    """The saved plan is what was reviewed: `apply plan.json` asks nothing (stdin is not even a terminal)."""
+    manifest = str(write_manifest())
+    plan_file = tmp_path / "plan.json"
+    assert run_cli("plan", manifest, "--out", str(plan_file)).returncode == ExitCode.OK
+    applied = run_cli("apply", str(plan_file))
+    assert applied.returncode == ExitCode.OK, applied.stderr
+    assert "Apply complete" in applied.stdout
+
+
+def test_auto_approve_is_another_name_for_yes(store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest())
+    refused = run_cli("apply", manifest)
+    assert refused.returncode == ExitCode.ERROR and "pass --yes" in refused.stderr
+    assert run_cli("apply", manifest, "--auto-approve").returncode == ExitCode.OK
+
+
+def test_repeated_state_options_accumulate_and_mix_files_folders_and_globs(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshots = write_snapshots(tmp_path / "snapshots", 6)
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(EXAMPLE_MANIFEST, tmp_path / "manifest.yaml")
+    (tmp_path / "more").mkdir()
+    for path in snapshots[4:]:
+        shutil.move(path, tmp_path / "more" / path.name)
+    args = ["plan", "--state", "snapshots/worker-00.json", "manifest.yaml", "--state", "snapshots/worker-0[123].json", "--state", "more"]
+    result = runner.invoke(app, [*args, "--format", "json"])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert [h["host"] for h in json.loads(result.stdout)["hosts"]] == [f"worker-{i:02d}" for i in range(6)]
+    text = runner.invoke(app, args).stdout
+    assert text.rstrip().splitlines()[-1].startswith("Fleet: ") and "across" in text.rstrip().splitlines()[-1]
+    unquoted = runner.invoke(app, ["plan", "manifest.yaml", "--state", "snapshots/worker-00.json", "snapshots/worker-01.json"])
+    assert unquoted.exit_code == ExitCode.ERROR and "unexpected extra argument" in unquoted.stderr
+
+
+@pytest.mark.parametrize("flag", [["--store", "/srv"], ["--backend", "directory"], ["--license", "l.lic"], ["--out", "p.json"]])
+def test_state_refuses_the_options_of_a_live_store(runner: CliRunner, tmp_path: Path, flag: list[str]) -> None:
+    [snap] = write_snapshots(tmp_path / "s", 1)
+    result = runner.invoke(app, ["plan", str(EXAMPLE_MANIFEST), "--state", str(snap), *flag])
+    assert result.exit_code == ExitCode.ERROR and f"{flag[0]} cannot be combined with it" in result.stderr, result.output
+
+
+def test_two_snapshots_of_one_host_are_an_error_naming_both(runner: CliRunner, tmp_path: Path) -> None:
+    [snap] = write_snapshots(tmp_path / "s", 1)
+    twin = tmp_path / "twin.json"
+    shutil.copy(snap, twin)
+    before = tree_digest(tmp_path)
+    result = runner.invoke(app, ["plan", str(EXAMPLE_MANIFEST), "--state", str(snap), "--state", str(twin)])
+    assert result.exit_code == ExitCode.ERROR and str(snap) in result.stderr and str(twin) in result.stderr, result.output
+    assert "both of host 'worker-00'" in result.stderr and tree_digest(tmp_path) == before
