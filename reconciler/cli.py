@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from . import __version__, render
+from . import __version__, render, render_runs
 from .api import open_session, plan_fleet
 from .cli_support import (
+    SETTINGS,
     AllowEmptyOpt,
     BackendOpt,
     BackupDirOpt,
@@ -28,6 +30,7 @@ from .cli_support import (
     ManifestArg,
     ManifestOpt,
     MaxDeleteOpt,
+    ShowUnchangedOpt,
     StoreOpt,
     YesOpt,
     colour,
@@ -37,10 +40,11 @@ from .cli_support import (
     report_pending,
     say_recovery,
     state_files,
+    view,
 )
 from .errors import ExitCode, ManifestError, ReconcilerError, StalePlanError, UsageError
 from .manifest import load_manifest
-from .plan import Action, FleetPlan, Plan
+from .plan import FleetPlan, Plan
 from .planfile import load_plan, save_plan, save_snapshot, with_checksum
 
 log = logging.getLogger("reconciler")
@@ -50,7 +54,7 @@ app = typer.Typer(
     cls=Group,
     help="Make an Aspose OCR AI model folder match a declared manifest: validate, plan, apply, restore.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -64,8 +68,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log engine and store steps to stderr.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only outcomes, summaries, warnings and errors.")] = False,
+    color: Annotated[
+        str, typer.Option("--color", metavar="auto|always|never", help="Colour the plan (auto: on a terminal, unless NO_COLOR is set).")
+    ] = "auto",
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
+    if color not in ("auto", "always", "never"):
+        raise UsageError(f"--color must be auto, always or never (got {color!r})")
+    SETTINGS.quiet, SETTINGS.color = quiet, color
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="ocr-reconcile: %(message)s", stream=sys.stderr, force=True
     )
@@ -109,6 +120,7 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes pending, 3 cannot converge, 1 error.")
     ] = False,
+    show_unchanged: ShowUnchangedOpt = False,
 ) -> None:
     """Show what apply would do. Changes nothing. Exits 0 when the plan was made (see --detailed-exitcode)."""
     with errors():
@@ -130,7 +142,7 @@ def plan(
                 result = live = session.plan(max_delete, allow_empty)
             if out is not None:
                 save_plan(out, live)
-        typer.echo(render.render_plan(result, fmt, colour()), nl=fmt != "markdown")
+        typer.echo(render.render_plan(result, fmt, view(show_unchanged)), nl=fmt != "markdown", color=colour())
         if out is not None:
             typer.echo(f"Saved plan to {out}. Apply exactly this plan with: ocr-reconcile apply {out}", err=True)
     raise typer.Exit(result.detailed_exit_code if detailed_exitcode else ExitCode.OK)
@@ -142,10 +154,12 @@ def apply(
     store: StoreOpt = None,
     backend: BackendOpt = None,
     license_file: LicenseOpt = None,
+    backup_dir: BackupDirOpt = None,
     yes: YesOpt = False,
     max_delete: MaxDeleteOpt = None,
     allow_empty: AllowEmptyOpt = False,
     lock_timeout: LockTimeoutOpt = 0.0,
+    show_unchanged: ShowUnchangedOpt = False,
 ) -> None:
     """Re-plan (or verify a saved plan), show it, confirm, then move unmanaged files to a backup run.
 
@@ -156,12 +170,14 @@ def apply(
             raise UsageError("a saved plan is applied to the store it was made for: --store and --backend go with plan")
         saved = load_plan(source) if source.suffix == ".json" else None
         with (
-            open_session(None if saved else source, store, backend, license_file, lock_timeout=lock_timeout, saved=saved) as session,
+            open_session(
+                None if saved else source, store, backend, license_file, backup_dir=backup_dir, lock_timeout=lock_timeout, saved=saved
+            ) as session,
             session.lock() as held,
         ):
             say_recovery(held)
             result = session.plan(max_delete, allow_empty)  # for a saved plan: verified against the store
-            typer.echo(render.plan_text(result, colour()))
+            typer.echo(render.plan_text(result, view(show_unchanged)), color=colour())
             backup_root = session.check_applicable(result)
             if not result.has_changes:
                 raise typer.Exit(ExitCode.OK)
@@ -171,7 +187,8 @@ def apply(
             )
             outcome = session.apply(result, held)
         undo_store = store or (result.scan.root if saved else None)
-        typer.echo(render.apply_text(outcome, f" -m {result.manifest.source}" + (f" --store {undo_store}" if undo_store else "")))
+        undo = f" -m {result.manifest.source}" + (f" --store {undo_store}" if undo_store else "")
+        typer.echo(render_runs.apply_text(outcome, undo, SETTINGS.quiet))
     raise typer.Exit(ExitCode.CHANGES if outcome.skipped else ExitCode.OK)
 
 
@@ -180,13 +197,14 @@ def show(
     plan_file: Annotated[Path, typer.Argument(help="A plan saved by plan --out.", show_default=False)],
     fmt: FormatOpt = "text",
     as_json: JsonOpt = False,
+    show_unchanged: ShowUnchangedOpt = False,
 ) -> None:
     """Render a saved plan without applying it; warn (exit 0 all the same) when it is stale."""
     with errors():
         fmt = output_format(fmt, as_json)
         saved = load_plan(plan_file)
-        shown = render.dumps(with_checksum(saved.to_doc())) if fmt == "json" else render.render_plan(saved.plan, fmt, colour())
-        typer.echo(shown, nl=fmt != "markdown")
+        shown = render.dumps(with_checksum(saved.to_doc())) if fmt == "json" else render.render_plan(saved.plan, fmt, view(show_unchanged))
+        typer.echo(shown, nl=fmt != "markdown", color=colour())
         try:  # read with the directory backend: no engine needed to tell staleness
             with open_session(backend="directory", saved=saved) as session:
                 report_pending(session)
@@ -204,23 +222,27 @@ def check(
     store: StoreOpt = None,
     backend: BackendOpt = None,
     license_file: LicenseOpt = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="text|json|prometheus", help="Output format.")] = "text",
+    as_json: JsonOpt = False,
 ) -> None:
-    """Read-only drift check for monitoring: exit 0 converged, 2 drift (to move or missing), 1 error."""
+    """Read-only drift check for monitoring: exit 0 converged, 2 drift (to move or missing), 1 error.
+
+    --format prometheus writes the node_exporter textfile collector's format."""
     with errors():
+        if fmt not in ("text", "json", "prometheus") or (as_json and fmt not in ("text", "json")):
+            raise UsageError(f"--format must be text, json or prometheus (got {fmt!r}; --json is --format json)")
+        fmt = "json" if as_json else fmt
         with open_session(manifest_file, store, backend, license_file) as session:
             report_pending(session)
             result = session.plan()
-        root, source = result.scan.root, result.manifest.source
-        if result.converges and not result.has_changes:
-            typer.echo(f"OK: {root} matches {source} ({len(result.scan.files)} files)")
-            raise typer.Exit(ExitCode.OK)
-        parts = [f"{len(result.to_delete)} to move to backup ({render.format_size(result.bytes_freed)})"]
-        for action in (Action.MISSING, Action.MISMATCH):
-            names = [c.name for c in result.of(action)]
-            if names:
-                parts.append(f"{len(names)} {action.props.label} ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
-        typer.echo(f"DRIFT: {root} differs from {source}: {'; '.join(parts)}")
-    raise typer.Exit(ExitCode.CHANGES)
+        drift = not (result.converges and not result.has_changes)
+        if fmt == "json":
+            typer.echo(render.dumps(render.check_doc(result, time.time())))
+        elif fmt == "prometheus":
+            typer.echo(render.check_prometheus(result, time.time()), nl=False)
+        else:
+            typer.echo(render.check_text(result))
+    raise typer.Exit(ExitCode.CHANGES if drift else ExitCode.OK)
 
 
 @app.command()
@@ -274,7 +296,7 @@ def backups(
     with errors(), open_session(manifest, store, backup_dir=backup_dir) as session:
         report_pending(session)
         runs = session.backups()
-        typer.echo(render.dumps(render.runs_json(runs)) if as_json else render.runs_text(runs, str(session.backup_root())))
+        typer.echo(render.dumps(render_runs.runs_json(runs)) if as_json else render_runs.runs_text(runs, str(session.backup_root())))
 
 
 @app.command()
@@ -293,13 +315,13 @@ def restore(
         target = session.restore_target(session.find_run(run_id))
         if dry_run:
             report_pending(session, target)  # a dry run does not recover: an interrupted run can change its answer
-            typer.echo(render.restore_plan_text(session.plan_restore(run_id, names or [], force)))
+            typer.echo(render_runs.restore_plan_text(session.plan_restore(run_id, names or [], force)))
             return
         with session.lock("restore", target) as held:
             say_recovery(held)
             planned = session.plan_restore(run_id, names or [], force)
             result = session.restore(planned, held)
-        typer.echo(render.restore_text(planned.run.run_id, result))
+        typer.echo(render_runs.restore_text(planned.run.run_id, result))
     raise typer.Exit(ExitCode.CHANGES if result.skipped else ExitCode.OK)
 
 
@@ -322,11 +344,11 @@ def recover_(
     with errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
         if abandon:
             gone = session.abandon()
-            typer.echo(render.abandoned_text(gone) if gone else f"Nothing to abandon on {session.store_root()}.")
+            typer.echo(render_runs.abandoned_text(gone) if gone else f"Nothing to abandon on {session.store_root()}.")
             return
         result = session.recover()
         if result is not None:
-            typer.echo(render.recovery_text(result))
+            typer.echo(render_runs.recovery_text(result))
             return
         orphans = session.unfinished()
         if orphans:

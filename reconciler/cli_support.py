@@ -13,13 +13,14 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from . import render
+from . import render, render_runs
 from .api import Held, Session
 from .errors import (
     ConfirmationRefused,
@@ -112,9 +113,15 @@ class PipeSafe:
 
 
 ManifestArg = Annotated[Path, typer.Argument(help="Manifest YAML file.", show_default=False)]
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="Model folder; overrides store.path.")]
-BackendOpt = Annotated[str | None, typer.Option("--backend", help=f"Override store.backend ({'|'.join(BACKENDS)}).")]
-LicenseOpt = Annotated[Path | None, typer.Option("--license", help="Aspose license file to apply (lifts the evaluation filter).")]
+StoreOpt = Annotated[Path | None, typer.Option("--store", envvar="OCR_RECONCILE_STORE", help="Model folder; overrides store.path.")]
+BackendOpt = Annotated[
+    str | None, typer.Option("--backend", envvar="OCR_RECONCILE_BACKEND", help=f"Override store.backend ({'|'.join(BACKENDS)}).")
+]
+LicenseOpt = Annotated[
+    Path | None,
+    typer.Option("--license", envvar="OCR_RECONCILE_LICENSE", help="Aspose license file to apply (lifts the evaluation filter)."),
+]
+ShowUnchangedOpt = Annotated[bool, typer.Option("--show-unchanged", help="List unchanged (kept) files too, not only their count.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
 FormatOpt = Annotated[str, typer.Option("--format", help="Output format: text, json or markdown.")]
 MaxDeleteOpt = Annotated[
@@ -124,7 +131,9 @@ LockTimeoutOpt = Annotated[float, typer.Option("--lock-timeout", min=0, help="Wa
 AllowEmptyOpt = Annotated[
     bool, typer.Option("--allow-empty", help="Allow a plan that moves every file, or whose manifest declares no models.")
 ]
-BackupDirOpt = Annotated[Path | None, typer.Option("--backup-dir", help="Backup folder; overrides backup.dir.")]
+BackupDirOpt = Annotated[
+    Path | None, typer.Option("--backup-dir", envvar="OCR_RECONCILE_BACKUP_DIR", help="Backup folder; overrides backup.dir.")
+]
 ManifestOpt = Annotated[Path | None, typer.Option("--manifest", "-m", help="Manifest to take the store and backup settings from.")]
 
 
@@ -189,7 +198,7 @@ def report_pending(session: Session, root: str | None = None) -> None:
 
 def say_recovery(held: Held) -> None:
     if held.recovery is not None:
-        typer.echo(render.recovery_text(held.recovery), err=True)
+        typer.echo(render_runs.recovery_text(held.recovery), err=True)
 
 
 def output_format(fmt: str, as_json: bool) -> str:
@@ -200,8 +209,30 @@ def output_format(fmt: str, as_json: bool) -> str:
     return "json" if as_json else fmt
 
 
+@dataclass
+class Settings:
+    """The global options (``--quiet``, ``--color``), set once per invocation by the app's callback."""
+
+    quiet: bool = False
+    color: str = "auto"
+
+
+SETTINGS = Settings()
+
+
 def colour() -> bool:
-    return render.use_colour(sys.stdout.isatty())
+    return render.use_colour(sys.stdout.isatty(), SETTINGS.color)
+
+
+def view(show_unchanged: bool = False) -> render.View:
+    """How this invocation shows a plan as text."""
+    return render.View(colour(), show_unchanged, SETTINGS.quiet)
+
+
+def say(text: str) -> None:
+    """Informational output: printed unless ``--quiet``."""
+    if not SETTINGS.quiet:
+        typer.echo(text)
 
 
 def state_files(states: list[Path]) -> list[Path]:

@@ -8,23 +8,23 @@ versioned documents of ``planfile.py``. Hints that name command-line flags live 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from .apply import ApplyResult
-from .catalogue import BackupRun
 from .manifest import INVISIBLE, Manifest
 from .plan import Action, FleetPlan, Plan, Summary, Violation, status_of
 from .planfile import PLAN_FORMAT_VERSION, fleet_doc, iso_time, json_text, plan_doc, store_doc
-from .recovery import Abandoned, Recovery
-from .restore import RestorePlan, RestoreResult
 from .scan import StoreScan
 
 FORMATS = ("text", "json", "markdown")
 FOLD_AFTER = 20  # Markdown tables longer than this are folded into <details>
 
 
-def use_colour(stream_isatty: bool) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+def use_colour(stream_isatty: bool, mode: str = "auto") -> bool:
+    """``always``, ``never``, or (``auto``) only on a terminal and never when NO_COLOR is set
+    (https://no-color.org: it wins over auto, not over an explicit ``always``)."""
+    if mode != "auto":
+        return mode == "always"
     return stream_isatty and not os.environ.get("NO_COLOR")
 
 
@@ -99,8 +99,21 @@ def outcome_lines(plan: Plan) -> list[str]:
     return lines
 
 
-def plan_text(plan: Plan, colour: bool = False) -> str:
-    """The human plan: header, one line per name, summary. What a reviewer reads in a terminal."""
+@dataclass(frozen=True)
+class View:
+    """How a plan is shown as text: colour, whether unchanged (kept) entries are listed, and
+    ``quiet`` (the outcome and summary lines only)."""
+
+    colour: bool = False
+    show_unchanged: bool = False
+    quiet: bool = False
+
+
+def plan_text(plan: Plan, view: View = View()) -> str:
+    """The human plan: header, one line per change, summary; kept entries as a count unless
+    ``view.show_unchanged`` (as ``terraform plan`` does). What a reviewer reads in a terminal."""
+    if view.quiet:
+        return "\n".join([*outcome_lines(plan), summary_line(plan)])
     scan = plan.scan
     header = f"Manifest: {plan.manifest.source} ({plan.manifest.name})"
     lines = [header if not scan.host else f"Host: {scan.host}  {header}", f"Store: {scan.root} (backend: {scan.backend})"]
@@ -108,11 +121,15 @@ def plan_text(plan: Plan, colour: bool = False) -> str:
     lines += [note] if note else []
     lines += [f"Warning: {w}" for w in scan.warnings]
     lines.append("")
-    width = max((len(c.name) for c in plan.changes), default=0)
-    for change in plan.changes:
+    shown = [c for c in plan.changes if view.show_unchanged or c.action is not Action.KEEP]
+    width = max((len(safe(c.name)) for c in shown), default=0)
+    for change in shown:
         size = format_size(change.before.size) if change.before else "-"
         row = f"  {change.action.symbol} {safe(change.name):<{width}}  {size:>10}  {change.action.value}: {safe(change.reason)}"
-        lines.append(_paint(row, change.action, colour))
+        lines.append(_paint(row, change.action, view.colour))
+    hidden = len(plan.changes) - len(shown)
+    if hidden:
+        lines.append(f"  ({count(hidden, 'unchanged file')} not listed; --show-unchanged lists them)")
     if not plan.changes:
         lines.append("  (the store is empty and the manifest declares no models)")
     lines += ["", *outcome_lines(plan), summary_line(plan)]
@@ -211,17 +228,85 @@ def _bold(n: int) -> str:
     return f"**{n}**" if n else "0"
 
 
-def render_plan(plan: Plan | FleetPlan, fmt: str, colour: bool = False) -> str:
+def render_plan(plan: Plan | FleetPlan, fmt: str, view: View = View()) -> str:
     """A plan or fleet plan in ``fmt`` (text, json, markdown)."""
     if isinstance(plan, FleetPlan):
         if fmt == "json":
             return dumps(fleet_doc(plan))
         if fmt == "markdown":
             return fleet_markdown(plan)
-        return "\n\n".join([*(plan_text(h, colour) for h in plan.hosts), f"Fleet: {fleet_summary(plan)}"])
+        return "\n\n".join([*(plan_text(h, view) for h in plan.hosts), f"Fleet: {fleet_summary(plan)}"])
     if fmt == "json":
         return dumps(plan_doc(plan))
-    return plan_markdown(plan) if fmt == "markdown" else plan_text(plan, colour)
+    return plan_markdown(plan) if fmt == "markdown" else plan_text(plan, view)
+
+
+# -- check --------------------------------------------------------------------------------------
+
+
+def check_text(plan: Plan) -> str:
+    """``OK: …`` or ``DRIFT: …`` in one line, for a human or a log."""
+    root, source = plan.scan.root, plan.manifest.source
+    if plan.converges and not plan.has_changes:
+        return f"OK: {root} matches {source} ({count(len(plan.scan.files), 'file')})"
+    parts = [f"{len(plan.to_delete)} to move to backup ({format_size(plan.bytes_freed)})"]
+    for action in (Action.MISSING, Action.MISMATCH):
+        names = [safe(c.name) for c in plan.of(action)]
+        if names:
+            parts.append(f"{len(names)} {action.props.label} ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
+    return f"DRIFT: {root} differs from {source}: {'; '.join(parts)}"
+
+
+def check_doc(plan: Plan, now: float) -> dict[str, Any]:
+    """What ``check --format json`` prints: the drift in numbers and names, for monitoring."""
+    return {
+        "status": "ok" if plan.converges and not plan.has_changes else "drift",
+        "store": plan.scan.root,
+        "manifest": plan.manifest.source,
+        "checked_at": iso_time(int(now * 1e9)),
+        "files": len(plan.scan.files),
+        "to_move": [c.name for c in plan.to_delete],
+        "to_move_bytes": plan.bytes_freed,
+        "missing": [c.name for c in plan.of(Action.MISSING)],
+        "mismatch": [c.name for c in plan.of(Action.MISMATCH)],
+        "converges": plan.converges,
+    }
+
+
+_METRICS = (
+    ("converged", "1 when the store matches the manifest, else 0."),
+    ("drift_files", "Files that apply would move to backup."),
+    ("drift_bytes", "Bytes that apply would move to backup."),
+    ("missing_models", "Declared models absent from the store."),
+    ("mismatched_models", "Declared models that differ from their sha256 pin."),
+    ("last_check_timestamp_seconds", "When this check ran (Unix time)."),
+)
+
+
+def check_prometheus(plan: Plan, now: float) -> str:
+    """``check --format prometheus``: the node_exporter textfile collector's format, one gauge each."""
+    values = {
+        "converged": int(plan.converges and not plan.has_changes),
+        "drift_files": len(plan.to_delete),
+        "drift_bytes": plan.bytes_freed,
+        "missing_models": len(plan.of(Action.MISSING)),
+        "mismatched_models": len(plan.of(Action.MISMATCH)),
+        "last_check_timestamp_seconds": round(now, 3),
+    }
+    labels = f'store="{_label(plan.scan.root)}",manifest="{_label(plan.manifest.name)}"'
+    lines = []
+    for name, help_text in _METRICS:
+        lines += [
+            f"# HELP ocr_reconcile_{name} {help_text}",
+            f"# TYPE ocr_reconcile_{name} gauge",
+            f"ocr_reconcile_{name}{{{labels}}} {values[name]}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 # -- list ---------------------------------------------------------------------------------------
@@ -270,89 +355,4 @@ def render_list(scan: StoreScan, manifest: Manifest | None, fmt: str) -> str:
         name = safe(r["name"]) + ("@" if r["kind"] == "symlink" else "")
         lines.append(f"{name:<{width}}  {format_size(r['size']):>10}  {r['status']:<11}  {_ENGINE_WORDS[r['engine_visible']]}")
     lines.append(f"{len(rows)} files, {format_size(scan.size_on_disk)} on disk")
-    return "\n".join(lines)
-
-
-# -- apply, backups, restore, recovery -----------------------------------------------------------
-
-
-def apply_text(result: ApplyResult, restore_args: str = "") -> str:
-    if result.run_id is None:
-        skipped = [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
-        return (
-            "\n".join([*skipped, f"Nothing was moved ({len(skipped)} skipped); no backup run was made."])
-            if skipped
-            else "No changes. Nothing was moved."
-        )
-    lines = [f"  moved {safe(m.name)} ({format_size(m.size)}, {m.method})" for m in result.moved]
-    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
-    lines.append(
-        f"Apply complete: {len(result.moved)} moved to backup ({format_size(result.bytes_moved)} freed), "
-        f"{len(result.skipped)} skipped. Backup run {result.run_id} in {result.run_dir}."
-    )
-    lines.append(f"Undo with: ocr-reconcile restore {result.run_id}{restore_args}")
-    if result.pruned_runs:
-        lines.append(f"Removed old backup runs (backup.keep): {', '.join(result.pruned_runs)}")
-    return "\n".join(lines)
-
-
-def runs_json(runs: list[BackupRun]) -> list[dict[str, Any]]:
-    return [
-        {**run.to_json(), "state": run.state, "created": iso_time(run.created_ns), "files": len(run.held), "size": run.size} for run in runs
-    ]
-
-
-def runs_text(runs: list[BackupRun], backup_root: str) -> str:
-    if not runs:
-        return f"No backup runs in {backup_root}."
-    width = max(len(r.run_id) for r in runs)
-    lines = [f"Backups in {backup_root}:", f"{'RUN ID':<{width}}  {'CREATED (UTC)':<20}  {'STATUS':<15}  {'FILES':>5}  {'SIZE':>10}"]
-    for r in runs:
-        lines.append(f"{r.run_id:<{width}}  {iso_time(r.created_ns):<20}  {r.state:<15}  {len(r.held):>5}  {format_size(r.size):>10}")
-    return "\n".join(lines)
-
-
-def restore_plan_text(plan: RestorePlan) -> str:
-    """What ``restore --dry-run`` prints: each move, then a count. Says that nothing was changed."""
-    lines = [f"Restore plan for run {plan.run.run_id} into {plan.store}:"]
-    lines += [f"  move {safe(m.name)} out of the way, to a new backup run (…-displaced)" for m in plan.displaces]
-    lines += [f"  + restore {safe(m.name)} ({format_size(m.facts.size)})" for m in plan.restores]
-    lines += [f"  = already in the store (identical): {safe(n)}" for n in plan.already_present]
-    lines.append(f"Dry run: {len(plan.restores)} to restore, {len(plan.already_present)} already present; nothing was changed.")
-    return "\n".join(lines)
-
-
-def restore_text(run_id: str, result: RestoreResult) -> str:
-    lines = [f"  restored {safe(n)}" for n in result.restored]
-    lines += [f"  already in the store (identical): {safe(n)}" for n in result.already_present]
-    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
-    if result.displaced_run:
-        lines.append(f"Files that were in the way were moved to backup run {result.displaced_run}.")
-    lines.append(
-        f"Restore of {run_id} complete: {len(result.restored)} restored, {len(result.already_present)} already present, "
-        f"{len(result.skipped)} skipped."
-    )
-    return "\n".join(lines)
-
-
-def abandoned_text(gone: Abandoned) -> str:
-    """What ``recover --abandon`` did: where each file is, which runs were inventoried."""
-    kept = f" Its journal is kept as {gone.journal_kept}." if gone.journal_kept else " It had no journal left."
-    lines = [f"Abandoned the interrupted run; nothing was moved.{kept}"]
-    lines += [f"  {safe(name)}: {safe(place)}" for name, place in gone.places]
-    if gone.runs:
-        lines.append(f"Unfinished backup runs now list what they really hold (status abandoned; restorable): {', '.join(gone.runs)}")
-    return "\n".join(lines)
-
-
-def recovery_text(result: Recovery) -> str:
-    """One paragraph on what recovery found and finished."""
-    if result.op == "torn":
-        return "Recovered: an interrupted run had not moved anything yet; its journal was removed."
-    lines = [
-        f"Recovered interrupted {result.op} run {result.run_id}: {len(result.already_done)} moves had completed, "
-        f"{len(result.finished)} finished now, {len(result.skipped)} skipped."
-    ]
-    lines += [f"  finished {safe(name)}" for name in result.finished]
-    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
     return "\n".join(lines)

@@ -37,7 +37,9 @@ def test_plan_text_and_exit_code_2(runner: CliRunner, store: Path, write_manifes
     result = runner.invoke(app, ["plan", "--detailed-exitcode", str(write_manifest())])
     assert result.exit_code == ExitCode.CHANGES, result.output
     assert "  - phi-2.Q4_K_M.gguf" in result.stdout
-    assert "  = qwen/tokenizer.json" in result.stdout
+    assert "  = qwen/tokenizer.json" not in result.stdout  # unchanged: counted, not listed (terraform plan)
+    assert "  (4 unchanged files not listed; --show-unchanged lists them)" in result.stdout
+    assert "  = qwen/tokenizer.json" in runner.invoke(app, ["plan", str(write_manifest()), "--show-unchanged"]).stdout
     assert "backend: directory" in result.stdout
     assert "Plan: 4 to move to backup (5.0 MiB freed), 4 kept, 0 missing." in result.stdout
     assert tree_digest(store) == before  # plan changes nothing

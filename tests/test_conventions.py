@@ -81,3 +81,60 @@ def test_two_snapshots_of_one_host_are_an_error_naming_both(runner: CliRunner, t
     result = runner.invoke(app, ["plan", str(EXAMPLE_MANIFEST), "--state", str(snap), "--state", str(twin)])
     assert result.exit_code == ExitCode.ERROR and str(snap) in result.stderr and str(twin) in result.stderr, result.output
     assert "both of host 'worker-00'" in result.stderr and tree_digest(tmp_path) == before
+
+
+def test_quiet_prints_outcomes_only(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest())
+    planned = runner.invoke(app, ["--quiet", "plan", manifest])
+    assert planned.stdout.splitlines() == ["Plan: 4 to move to backup (5.0 MiB freed), 4 kept, 0 missing."], planned.output
+    applied = runner.invoke(app, ["-q", "apply", manifest, "--yes"])
+    assert applied.exit_code == ExitCode.OK and "  moved " not in applied.stdout and "Apply complete" in applied.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "painted"),
+    [
+        (["--color", "always"], {}, True),
+        (["--color", "always"], {"NO_COLOR": "1"}, True),  # an explicit choice wins over NO_COLOR
+        (["--color", "never"], {}, False),
+        ([], {}, False),  # auto, and CliRunner is not a terminal
+    ],
+)
+def test_color_option(store: Path, write_manifest: Callable[..., Path], args: list[str], env: dict[str, str], painted: bool) -> None:
+    result = CliRunner(env=env).invoke(app, [*args, "plan", str(write_manifest())])
+    assert ("\x1b[" in result.stdout) is painted, result.output
+    assert CliRunner().invoke(app, ["--color", "sometimes", "plan", str(write_manifest())]).exit_code == ExitCode.ERROR
+
+
+def test_environment_variables_set_per_host_options_and_show_in_help(
+    store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    manifest = str(write_manifest(store={"backend": "directory", "path": str(tmp_path / "elsewhere")}))
+    env = {"OCR_RECONCILE_STORE": str(store), "OCR_RECONCILE_BACKEND": "directory", "OCR_RECONCILE_BACKUP_DIR": str(tmp_path / "bk")}
+    result = CliRunner(env=env).invoke(app, ["apply", manifest, "--yes"])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert (tmp_path / "bk").is_dir()
+    shown = CliRunner().invoke(app, ["apply", "--help"], terminal_width=200).stdout
+    for name in ("OCR_RECONCILE_STORE", "OCR_RECONCILE_BACKEND", "OCR_RECONCILE_LICENSE"):
+        assert name in shown, shown
+
+
+def test_shell_completion_is_offered() -> None:
+    shown = CliRunner().invoke(app, ["--help"], terminal_width=200).stdout
+    assert "--install-completion" in shown and "--show-completion" in shown
+
+
+def test_check_for_monitoring_in_json_and_prometheus(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest(models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf"}, {"name": "absent.gguf"}]))
+    as_json = runner.invoke(app, ["check", manifest, "--format", "json"])
+    assert as_json.exit_code == ExitCode.CHANGES
+    doc = json.loads(as_json.stdout)
+    assert doc["status"] == "drift" and doc["missing"] == ["absent.gguf"] and len(doc["to_move"]) == 5 and doc["to_move_bytes"] > 0
+    prom = runner.invoke(app, ["check", manifest, "--format", "prometheus"])
+    assert prom.exit_code == ExitCode.CHANGES
+    lines = prom.stdout.splitlines()
+    labels = f'{{store="{store}",manifest="ocr-workers"}}'
+    assert f"ocr_reconcile_missing_models{labels} 1" in lines and f"ocr_reconcile_drift_files{labels} 5" in lines
+    assert f"ocr_reconcile_converged{labels} 0" in lines
+    assert "# TYPE ocr_reconcile_last_check_timestamp_seconds gauge" in lines
+    assert all(line.startswith("#") or line.startswith("ocr_reconcile_") for line in lines)

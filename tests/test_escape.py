@@ -670,7 +670,7 @@ def test_a_forced_restore_killed_early_is_finished_without_false_conflicts(
 
 def test_names_in_recovery_output_cannot_forge_lines() -> None:
     from reconciler.recovery import Recovery
-    from reconciler.render import recovery_text
+    from reconciler.render_runs import recovery_text
 
     text = recovery_text(Recovery("apply", "r", ("z\x1b[2J\nerror: FAKE",), (), (("y\nerror: FAKE", "why\nerror: FAKE"),)))
     assert "\nerror: FAKE" not in text and "\x1b" not in text

@@ -170,8 +170,8 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch: pytest.M
     monkeypatch.setenv("NO_COLOR", "1")
     assert not render.use_colour(True)
     doc = _golden_plan(0)
-    assert "\x1b[31m  - stale-0.gguf" in render.plan_text(doc, colour=True)
-    assert "\x1b[" not in render.plan_text(doc, colour=False)
+    assert "\x1b[31m  - stale-0.gguf" in render.plan_text(doc, render.View(colour=True))
+    assert "\x1b[" not in render.plan_text(doc, render.View(colour=False))
 
 
 # -- guards ---------------------------------------------------------------------------------------

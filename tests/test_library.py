@@ -36,7 +36,7 @@ from .conftest import ROOT, run_cli, tree_digest
 from .test_planfile import assert_plan_schema
 
 PACKAGE = ROOT / "reconciler"
-FRONT_ENDS = {"cli.py", "cli_support.py", "render.py"}  # the CLI layer: the only modules that may name flags
+FRONT_ENDS = {"cli.py", "cli_support.py", "render.py", "render_runs.py"}  # the CLI layer: the only modules that may name flags
 
 
 def _imports(path: Path) -> set[str]:

@@ -1,0 +1,96 @@
+"""Text for what the mutating commands did: apply results, backup runs, restore plans and results,
+recovery. Part of the CLI layer (like ``render.py``, whose helpers it uses): values in, text out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .apply import ApplyResult
+from .catalogue import BackupRun
+from .planfile import iso_time
+from .recovery import Abandoned, Recovery
+from .render import format_size, safe
+from .restore import RestorePlan, RestoreResult
+
+
+def apply_text(result: ApplyResult, restore_args: str = "", quiet: bool = False) -> str:
+    if result.run_id is None:
+        skipped = [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
+        return (
+            "\n".join([*skipped, f"Nothing was moved ({len(skipped)} skipped); no backup run was made."])
+            if skipped
+            else "No changes. Nothing was moved."
+        )
+    lines = [] if quiet else [f"  moved {safe(m.name)} ({format_size(m.size)}, {m.method})" for m in result.moved]
+    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
+    lines.append(
+        f"Apply complete: {len(result.moved)} moved to backup ({format_size(result.bytes_moved)} freed), "
+        f"{len(result.skipped)} skipped. Backup run {result.run_id} in {result.run_dir}."
+    )
+    lines.append(f"Undo with: ocr-reconcile restore {result.run_id}{restore_args}")
+    if result.pruned_runs:
+        lines.append(f"Removed old backup runs (backup.keep): {', '.join(result.pruned_runs)}")
+    return "\n".join(lines)
+
+
+def runs_json(runs: list[BackupRun]) -> list[dict[str, Any]]:
+    return [
+        {**run.to_json(), "state": run.state, "created": iso_time(run.created_ns), "files": len(run.held), "size": run.size} for run in runs
+    ]
+
+
+def runs_text(runs: list[BackupRun], backup_root: str) -> str:
+    if not runs:
+        return f"No backup runs in {backup_root}."
+    width = max(len(r.run_id) for r in runs)
+    lines = [f"Backups in {backup_root}:", f"{'RUN ID':<{width}}  {'CREATED (UTC)':<20}  {'STATUS':<15}  {'FILES':>5}  {'SIZE':>10}"]
+    for r in runs:
+        lines.append(f"{r.run_id:<{width}}  {iso_time(r.created_ns):<20}  {r.state:<15}  {len(r.held):>5}  {format_size(r.size):>10}")
+    return "\n".join(lines)
+
+
+def restore_plan_text(plan: RestorePlan) -> str:
+    """What ``restore --dry-run`` prints: each move, then a count. Says that nothing was changed."""
+    lines = [f"Restore plan for run {plan.run.run_id} into {plan.store}:"]
+    lines += [f"  move {safe(m.name)} out of the way, to a new backup run (…-displaced)" for m in plan.displaces]
+    lines += [f"  + restore {safe(m.name)} ({format_size(m.facts.size)})" for m in plan.restores]
+    lines += [f"  = already in the store (identical): {safe(n)}" for n in plan.already_present]
+    lines.append(f"Dry run: {len(plan.restores)} to restore, {len(plan.already_present)} already present; nothing was changed.")
+    return "\n".join(lines)
+
+
+def restore_text(run_id: str, result: RestoreResult) -> str:
+    lines = [f"  restored {safe(n)}" for n in result.restored]
+    lines += [f"  already in the store (identical): {safe(n)}" for n in result.already_present]
+    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
+    if result.displaced_run:
+        lines.append(f"Files that were in the way were moved to backup run {result.displaced_run}.")
+    lines.append(
+        f"Restore of {run_id} complete: {len(result.restored)} restored, {len(result.already_present)} already present, "
+        f"{len(result.skipped)} skipped."
+    )
+    return "\n".join(lines)
+
+
+def abandoned_text(gone: Abandoned) -> str:
+    """What ``recover --abandon`` did: where each file is, which runs were inventoried."""
+    kept = f" Its journal is kept as {gone.journal_kept}." if gone.journal_kept else " It had no journal left."
+    lines = [f"Abandoned the interrupted run; nothing was moved.{kept}"]
+    lines += [f"  {safe(name)}: {safe(place)}" for name, place in gone.places]
+    if gone.runs:
+        lines.append(f"Unfinished backup runs now list what they really hold (status abandoned; restorable): {', '.join(gone.runs)}")
+    return "\n".join(lines)
+
+
+def recovery_text(result: Recovery) -> str:
+    """One paragraph on what recovery found and finished."""
+    if result.op == "torn":
+        return "Recovered: an interrupted run had not moved anything yet; its journal was removed."
+    lines = [
+        f"Recovered interrupted {result.op} run {result.run_id}: {len(result.already_done)} moves had completed, "
+        f"{len(result.finished)} finished now, {len(result.skipped)} skipped."
+    ]
+    lines += [f"  finished {safe(name)}" for name in result.finished]
+    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
+    return "\n".join(lines)
