@@ -31,6 +31,9 @@ def fill(name: str, size: int) -> bytes:
     return (seed * (size // len(seed) + 1))[:size]
 
 
+DEMO_MTIME_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
+
+
 def build_store(root: Path, layout: dict[str, int | str] | None = None) -> Path:
     """Create the files of ``layout`` (default: EXAMPLE_STORE) under ``root``; return ``root``."""
     for name, spec in (layout or EXAMPLE_STORE).items():
@@ -40,6 +43,7 @@ def build_store(root: Path, layout: dict[str, int | str] | None = None) -> Path:
             os.symlink(spec[2:], path)
         else:
             path.write_bytes(fill(name, int(spec)))
+        os.utime(path, ns=(DEMO_MTIME_NS, DEMO_MTIME_NS), follow_symlinks=False)  # old files, as in a real store
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -23,6 +23,7 @@ import jsonschema
 import yaml
 
 from .errors import ManifestError
+from .patterns import DEFAULT_MIN_AGE, DEFAULT_PARTIAL, parse_duration, pattern_problems
 from .yaml_nodes import field_path, key_node, mark, node_at, pos
 
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -85,6 +86,8 @@ class Manifest:
     backup_keep: int | None
     max_delete: int | None = None
     max_delete_bytes: int | None = None
+    partial_patterns: tuple[str, ...] = DEFAULT_PARTIAL  # in_progress.patterns
+    min_age_s: int = parse_duration(DEFAULT_MIN_AGE)  # in_progress.min_age
 
     @property
     def ref(self) -> ManifestRef:
@@ -205,6 +208,7 @@ def parse_manifest(data: bytes, source: str, base_dir: Path | None = None) -> Ma
         raise ManifestError([f"{source}:{pos(node)}: (document): the manifest must be a mapping of fields", *problems])
     problems += _schema_problems(doc, node, source)
     problems += _duplicate_model_problems(doc, node, source)
+    problems += pattern_problems(doc, node, source)
     if problems:
         raise ManifestError(sorted(problems, key=lambda line: _position_key(line, source)))
     return _build(doc, data, source, base_dir or Path.cwd())
@@ -347,6 +351,7 @@ def _build(doc: dict[str, Any], data: bytes, source: str, base_dir: Path) -> Man
     store = doc.get("store") or {}
     backup = doc.get("backup") or {}
     limits = doc.get("limits") or {}
+    in_progress = doc.get("in_progress") or {}
     return Manifest(
         source=source,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -360,6 +365,8 @@ def _build(doc: dict[str, Any], data: bytes, source: str, base_dir: Path) -> Man
         backup_keep=backup.get("keep", 5),
         max_delete=limits.get("max_delete"),
         max_delete_bytes=parse_size(limits["max_delete_bytes"]) if limits.get("max_delete_bytes") is not None else None,
+        partial_patterns=tuple(in_progress.get("patterns", DEFAULT_PARTIAL)),
+        min_age_s=parse_duration(in_progress.get("min_age", DEFAULT_MIN_AGE)),
     )
 
 

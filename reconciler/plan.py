@@ -9,7 +9,6 @@ of :class:`Action`, so adding an action is one edit here plus the schema's enum.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -19,6 +18,7 @@ from typing import NamedTuple
 from .errors import ExitCode
 from .layout import is_control_name
 from .manifest import Manifest, ManifestRef, fold
+from .patterns import base_match, glob_match
 from .scan import FileFacts, StoreScan
 
 
@@ -230,17 +230,6 @@ def detailed_exit_code(plans: Iterable[Plan]) -> ExitCode:
     return ExitCode.CHANGES if any(p.has_changes for p in plans) else ExitCode.OK
 
 
-def glob_match(pattern: str, name: str) -> bool:
-    """Match a whitelist glob against a store-relative name, part by part.
-
-    ``*``, ``?`` and ``[...]`` never cross ``/``, so ``custom_*`` matches top-level names only and
-    ``*/tokenizer.json`` matches one folder down. Case-sensitive, like the Linux filesystem.
-    """
-    pattern_parts = pattern.split("/")
-    name_parts = name.split("/")
-    return len(pattern_parts) == len(name_parts) and all(fnmatch.fnmatchcase(n, p) for p, n in zip(pattern_parts, name_parts, strict=True))
-
-
 def whitelisted_by(manifest: Manifest, name: str) -> str | None:
     """The first whitelist pattern matching ``name``, or None."""
     return next((p for p in manifest.whitelist if glob_match(p, name)), None)
@@ -253,8 +242,9 @@ def status_of(manifest: Manifest, name: str) -> str:
     return "whitelisted" if whitelisted_by(manifest, name) is not None else "unmanaged"
 
 
-def classify(manifest: Manifest, facts: FileFacts) -> tuple[Action, str]:
-    """Decide what happens to one entry on disk, with the reason shown to humans."""
+def classify(manifest: Manifest, facts: FileFacts, now_ns: int | None = None) -> tuple[Action, str]:
+    """Decide what happens to one entry on disk, with the reason shown to humans. ``now_ns`` is when
+    the store was scanned (None: no recency check, e.g. for a snapshot or a saved plan)."""
     spec = manifest.declared.get(facts.name)
     if spec is not None:
         if spec.sha256 is not None and facts.sha256 != spec.sha256:
@@ -275,6 +265,12 @@ def classify(manifest: Manifest, facts: FileFacts) -> tuple[Action, str]:
         return Action.IGNORE, "not a regular file or symlink: never moved"
     if not manifest.prune:
         return Action.IGNORE, "not declared, not whitelisted; prune is off"
+    partial = base_match(manifest.partial_patterns, facts.name)
+    if partial is not None:
+        return Action.IGNORE, f"named like a download in progress ({partial!r}, in_progress.patterns): left in place"
+    age_s = (now_ns - facts.mtime_ns) / 1e9 if now_ns is not None else None
+    if age_s is not None and age_s < manifest.min_age_s:
+        return Action.IGNORE, f"modified {max(age_s, 0):.0f} s before the scan (in_progress.min_age {manifest.min_age_s} s): left in place"
     return Action.DELETE, "not declared, not whitelisted"
 
 
@@ -289,7 +285,7 @@ def make_plan(manifest: Manifest, scan: StoreScan, guards: Guards | None = None)
 
     ``guards`` default to the manifest's own limits.
     """
-    changes = [Change(f.name, *classify(manifest, f), before=f) for f in scan.files]
+    changes = [Change(f.name, *classify(manifest, f, scan.scanned_ns), before=f) for f in scan.files]
     on_disk = {f.name for f in scan.files}
     for spec in manifest.models:
         if spec.name not in on_disk:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Container
 from dataclasses import dataclass, replace
 
@@ -60,6 +61,7 @@ class StoreScan:
     engine_listed: int | None = None
     warnings: tuple[str, ...] = ()
     host: str | None = None  # set for a scan read back from a snapshot: the host it was taken on
+    scanned_ns: int | None = None  # when a live scan read the store (None for a scan from a document)
     live: bool = True  # False for a scan rebuilt from a document: never apply a plan made from one
 
     @property
@@ -77,6 +79,7 @@ def scan_store(store: ModelStore, hash_names: Container[str] = ()) -> StoreScan:
 
     Raises StoreError when the folder is missing or unreadable. Never changes anything.
     """
+    started = time.time_ns()
     local = store.get_local_path()
     root, warnings = resolve_root(local)
     unreadable: list[str] = []
@@ -112,6 +115,7 @@ def scan_store(store: ModelStore, hash_names: Container[str] = ()) -> StoreScan:
         engine_licensed=store.licensed,
         engine_listed=len(listed) if listed is not None else None,
         warnings=tuple(warnings),
+        scanned_ns=started,
     )
 
 

@@ -41,6 +41,7 @@ def tree_digest(root: Path) -> dict[str, str]:
 def manifest_doc(**overrides: Any) -> dict[str, Any]:
     """The example manifest as a dict, with top-level fields replaced by ``overrides``."""
     doc: dict[str, Any] = yaml.safe_load(EXAMPLE_MANIFEST.read_text())
+    doc["in_progress"] = {"min_age": 0}  # tests write files and plan at once: no recency protection unless asked
     doc.update(overrides)
     return doc
 

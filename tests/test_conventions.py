@@ -138,3 +138,47 @@ def test_check_for_monitoring_in_json_and_prometheus(runner: CliRunner, store: P
     assert f"ocr_reconcile_converged{labels} 0" in lines
     assert "# TYPE ocr_reconcile_last_check_timestamp_seconds gauge" in lines
     assert all(line.startswith("#") or line.startswith("ocr_reconcile_") for line in lines)
+
+
+# -- leave work in progress alone; whitelist globs ------------------------------------------------------
+
+
+def test_downloads_in_progress_and_fresh_files_are_left_in_place(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path]
+) -> None:
+    (store / "Qwen3-8B.gguf.part").write_bytes(b"half")  # a partial download
+    (store / "old" / "x.crdownload").write_bytes(b"half")
+    (store / "fresh.gguf").write_bytes(b"being written")  # modified just now
+    defaults = str(write_manifest(in_progress={}))  # the defaults: the partial names, and 5 minutes
+    planned = runner.invoke(app, ["plan", defaults, "--json"])
+    reasons = {c["name"]: c["reason"] for c in json.loads(planned.stdout)["changes"]}
+    assert reasons["Qwen3-8B.gguf.part"] == "named like a download in progress ('*.part', in_progress.patterns): left in place"
+    assert reasons["old/x.crdownload"].startswith("named like a download in progress ('*.crdownload'")
+    assert reasons["fresh.gguf"].startswith("modified ") and "(in_progress.min_age 300 s): left in place" in reasons["fresh.gguf"]
+    assert runner.invoke(app, ["apply", defaults, "--yes"]).exit_code == ExitCode.OK
+    assert all((store / n).exists() for n in ("Qwen3-8B.gguf.part", "old/x.crdownload", "fresh.gguf"))
+    off = str(write_manifest("off.yaml", in_progress={"patterns": [], "min_age": "0"}))
+    assert runner.invoke(app, ["apply", off, "--yes"]).exit_code == ExitCode.OK
+    assert not any((store / n).exists() for n in ("Qwen3-8B.gguf.part", "old/x.crdownload", "fresh.gguf"))
+
+
+def test_double_star_keeps_every_level_as_gitignore_does(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    keep_all = str(write_manifest(whitelist=["**"]))
+    before = tree_digest(store)
+    assert runner.invoke(app, ["apply", keep_all, "--yes"]).exit_code == ExitCode.OK
+    assert tree_digest(store) == before  # old/Llama-…, one folder down, stayed too
+    deep = json.loads(runner.invoke(app, ["plan", str(write_manifest("d.yaml", whitelist=["**/*.gguf"])), "--json"]).stdout)
+    actions = {c["name"]: c["actions"][0] for c in deep["changes"]}
+    assert actions["old/Llama-3.1-8B-Instruct-Q4_K_M.gguf"] == actions["phi-2.Q4_K_M.gguf"] == "keep"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [("[", "has a '[' that is never closed"), ("models/[ab", "has a '[' that is never closed"), ("a**b", "'**' must be a whole part")],
+)
+def test_malformed_globs_are_refused_at_validation(tmp_path: Path, write_manifest: Callable[..., Path], pattern: str, why: str) -> None:
+    manifest = write_manifest(whitelist=["custom_*", pattern])
+    result = run_cli("validate", str(manifest))
+    assert result.returncode == ExitCode.ERROR
+    [line] = [x for x in result.stderr.splitlines() if "whitelist[1]" in x]
+    assert line.startswith(f"error: {manifest}:") and f": whitelist[1]: {pattern!r} {why}" in line, line

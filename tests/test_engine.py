@@ -64,6 +64,7 @@ def write_manifest(tmp_path: Path, **extra: object) -> Path:
         "store": {"backend": "aspose", "path": None},
         "models": [{"name": LLAMA}],
         "whitelist": ["*/tokenizer.json"],
+        "in_progress": {"min_age": 0},
         **extra,
     }
     path = tmp_path / "m.yaml"

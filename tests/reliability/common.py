@@ -116,6 +116,7 @@ def write_manifest(folder: Path, store: Path, backup_root: Path, **extra: object
     doc = yaml.safe_load(EXAMPLE_MANIFEST.read_text())
     doc["store"] = {"backend": "directory", "path": str(store)}
     doc["backup"] = {"dir": str(backup_root), "keep": 5}
+    doc["in_progress"] = {"min_age": 0}  # files are written just before each apply
     doc.update(extra)
     path = folder / "manifest.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -46,6 +46,7 @@ def _manifest(declared: list[str], whitelist: list[str], prune: bool) -> Manifes
         "models": [{"name": n} for n in declared],
         "whitelist": whitelist,
         "prune": prune,
+        "in_progress": {"min_age": 0},  # every file is written just before the plan
     }
     return parse_manifest(yaml.safe_dump(doc).encode(), "p.yaml")
 

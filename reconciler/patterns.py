@@ -1,0 +1,91 @@
+"""Name patterns and durations of the manifest: whitelist globs (with gitignore's ``**``), the names
+of downloads still in progress, and ``5m``/``30d`` durations.
+
+Pure functions: no disk, no clock. The plan (``plan.py``) uses the matchers; the manifest loader
+(``manifest.py``) uses :func:`pattern_problems` to refuse malformed patterns with a clear message.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+from .yaml_nodes import field_path, node_at, pos
+
+# Names of downloads that are still being written (browsers, curl -C, wget, huggingface_hub, rsync).
+DEFAULT_PARTIAL = ("*.part", "*.partial", "*.incomplete", "*.download", "*.crdownload", "*.tmp")
+DEFAULT_MIN_AGE = "5m"
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd]?)\s*$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """Match a whitelist glob against a store-relative name, part by part.
+
+    ``*``, ``?`` and ``[...]`` never cross ``/``, so ``custom_*`` matches top-level names only and
+    ``*/tokenizer.json`` one folder down. A part that is ``**`` matches any number of folder levels,
+    none included, as in gitignore: ``**`` keeps everything, ``**/tokenizer.json`` matches at any
+    depth. Case-sensitive, like the Linux filesystem.
+    """
+    return _match(pattern.split("/"), name.split("/"))
+
+
+def _match(parts: list[str], names: list[str]) -> bool:
+    if not parts:
+        return not names
+    if parts[0] == "**":
+        return any(_match(parts[1:], names[i:]) for i in range(len(names) + 1))
+    return bool(names) and fnmatch.fnmatchcase(names[0], parts[0]) and _match(parts[1:], names[1:])
+
+
+def base_match(patterns: tuple[str, ...], name: str) -> str | None:
+    """The first pattern matching the last part of ``name`` (a partial-download name), or None."""
+    base = name.rpartition("/")[2]
+    return next((p for p in patterns if fnmatch.fnmatchcase(base, p)), None)
+
+
+def pattern_problem(pattern: str) -> str:
+    """Why ``pattern`` is not a usable glob ("" when it is): an unclosed ``[``, or ``**`` that is not
+    a whole part."""
+    for part in pattern.split("/"):
+        if "**" in part and part != "**":
+            return "'**' must be a whole part (like '**/tokenizer.json'); use '*' within a name"
+        i = 0
+        while i < len(part):
+            if part[i] == "[":
+                end = part.find("]", i + 2 if part[i + 1 : i + 2] in ("!", "]") else i + 1)
+                if end == -1:
+                    return "has a '[' that is never closed (write '[[]' for a literal '[')"
+                i = end
+            i += 1
+    return ""
+
+
+def parse_duration(value: int | str) -> int:
+    """Seconds from an int (seconds) or a string such as ``90s``, ``5m``, ``2h`` or ``30d``."""
+    if isinstance(value, int):
+        return value
+    found = _DURATION.match(value)
+    if not found:
+        raise ValueError(f"not a duration: {value!r}")
+    return int(found.group(1)) * _SECONDS[found.group(2)]
+
+
+def pattern_problems(doc: dict[str, Any], root: yaml.Node, source: str) -> Iterator[str]:
+    """``file:line:col: field: why`` for each malformed glob of the whitelist and ``in_progress``."""
+    places: list[tuple[tuple[str | int, ...], Any]] = []
+    whitelist = doc.get("whitelist")
+    if isinstance(whitelist, list):
+        places += [(("whitelist", i), p) for i, p in enumerate(whitelist)]
+    in_progress = doc.get("in_progress")
+    patterns = in_progress.get("patterns") if isinstance(in_progress, dict) else None
+    if isinstance(patterns, list):
+        places += [(("in_progress", "patterns", i), p) for i, p in enumerate(patterns)]
+    for path, pattern in places:
+        problem = pattern_problem(pattern) if isinstance(pattern, str) else ""
+        if problem:
+            yield f"{source}:{pos(node_at(root, path))}: {field_path(path)}: {pattern!r} {problem}"
