@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from reconciler.manifest import Manifest, parse_manifest
-from reconciler.plan import Action, Change, glob_match, make_plan
+from reconciler.patterns import glob_match
+from reconciler.plan import Action, Change, make_plan
 from reconciler.scan import FileFacts, StoreScan
 
 SHA_A = "a" * 64

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from reconciler import Action, Guards, open_session
 from reconciler.manifest import Manifest, parse_manifest
-from reconciler.plan import glob_match
+from reconciler.patterns import glob_match
 
 from .common import originals
 
