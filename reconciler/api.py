@@ -27,8 +27,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
-from .catalogue import BackupRun, Status, StoreId, find_run, list_runs
-from .errors import ConfigError, ManifestError, StalePlanError, StoreNotFound, UsageError
+from .catalogue import BackupRun, Status, StoreId, find_run, list_runs, open_backup_root
+from .errors import BackupError, ConfigError, ManifestError, StalePlanError, StoreNotFound, UsageError
 from .journal import StoreLock, store_lock
 from .layout import default_backup_root
 from .manifest import Manifest, ManifestRef, load_manifest
@@ -36,6 +36,7 @@ from .plan import FleetPlan, Guards, Plan, guards_for, make_plan
 from .planfile import SavedPlan, Snapshot, fingerprint_differences, iso_time, load_snapshot
 from .recovery import Abandoned, Pending, Recovery, abandon, pending_run, recover
 from .restore import RestorePlan, RestoreResult, plan_restore, restore
+from .retention import Retention, deletable, delete_runs, surplus_runs
 from .scan import Everything, StoreScan, resolve_root, scan_store
 from .stores import ModelStore, engine_default_path, open_store
 
@@ -226,7 +227,7 @@ class Session:
         re-plans, and applies the fresh plan only if it equals ``plan`` (StalePlanError if not): so a
         plan read back from a file, or made before the lock was taken, can be passed safely."""
         manifest = self._manifest_for(plan)
-        keep = manifest.backup_keep
+        keep = Retention(manifest.backup_keep, manifest.backup_max_age_s)
         if held is None:
             if self.pending() is None:  # checked before the lock, so that a plan for another store creates no lock file there
                 _check_fresh(plan, make_plan(manifest, self.scan(), plan.guards), same_backend=True, subject="plan")
@@ -237,6 +238,47 @@ class Session:
         if not plan.scan.live:
             raise UsageError("this plan was read from a document; apply the fresh plan Session.plan() or verify() returns")
         return apply_plan(plan, self.check_applicable(plan), keep, held.lock)
+
+    def retention(self) -> Retention:
+        """The manifest's backup retention (``backup.keep``, ``backup.max_age``)."""
+        manifest = self._need_manifest()
+        return Retention(manifest.backup_keep, manifest.backup_max_age_s)
+
+    def would_prune(self, plan: Plan) -> list[BackupRun]:
+        """The old runs an apply of ``plan`` would delete afterwards (none when it moves nothing):
+        shown in the plan and the prompt, since those deletions are what frees space. Read-only."""
+        if not plan.has_changes or not self.retention().active:
+            return []
+        root = plan.scan.root
+        return surplus_runs(self.backup_root(root), StoreId.of(root), self.retention(), time.time_ns(), coming=1)
+
+    def plan_prune(self, retention: Retention) -> list[BackupRun]:
+        """The runs ``retention`` would delete now (``backups prune``'s dry run). Read-only."""
+        if not retention.active:
+            raise UsageError("a prune needs a number of runs to keep or a maximum age")
+        root = self.store_root()
+        return surplus_runs(self.backup_root(root), StoreId.of(root), retention, time.time_ns())
+
+    def find_runs(self, run_ids: Sequence[str]) -> list[BackupRun]:
+        """The runs named (unique prefixes allowed), each checked deletable; BackupError otherwise."""
+        runs = [self.find_run(r) for r in dict.fromkeys(run_ids)]
+        for run in runs:
+            why = deletable(run)
+            if why:
+                raise BackupError(f"run {run.run_id} cannot be deleted: {why}", run.run_id)
+        return runs
+
+    def delete_runs(self, runs: Sequence[BackupRun], held: Held | None = None) -> tuple[str, ...]:
+        """Delete ``runs`` under the store lock (each only as far as the tool made it). The runs are
+        looked up again under the lock; one that changed or vanished meanwhile is StalePlanError."""
+        if held is None:
+            with self.lock("backups delete") as taken:
+                return self.delete_runs(runs, taken)
+        fresh = self.find_runs([r.run_id for r in runs])
+        if fresh != list(runs):
+            raise StalePlanError(["the backup runs changed since they were listed"], "deletion")
+        with open_backup_root(self.backup_root()) as backup:
+            return delete_runs(backup, fresh)
 
     def restore(self, plan: RestorePlan, held: Held | None = None) -> RestoreResult:
         """Carry out a restore plan. Without ``held``, takes the lock for the plan's store and plans

@@ -14,6 +14,7 @@ from .catalogue import Entry, Provenance, new_run_id
 from .errors import ApplyError, CannotConvergeError, ConfigError, GuardError
 from .journal import StoreLock
 from .plan import Plan
+from .retention import Retention
 from .transfer import Move, Op, Role, RunHeader, execute
 
 
@@ -30,6 +31,12 @@ class ApplyResult:
     @property
     def bytes_moved(self) -> int:
         return sum(m.size for m in self.moved)
+
+    @property
+    def bytes_freed(self) -> int:
+        """Bytes that left the store's filesystem: only copies to another filesystem. A rename within
+        one filesystem frees nothing until the run holding the file is pruned."""
+        return sum(m.size for m in self.moved if m.method == "copy" and m.kind == "file")
 
 
 def check_backup_root(store_root: str, backup_root: Path) -> Path:
@@ -51,7 +58,7 @@ def refuse_unapplicable(plan: Plan, backup_root: Path) -> None:
         raise GuardError(plan.violations)
 
 
-def apply_plan(plan: Plan, backup_root: Path, keep: int | None, lock: StoreLock, run_id: str | None = None) -> ApplyResult:
+def apply_plan(plan: Plan, backup_root: Path, retention: Retention, lock: StoreLock, run_id: str | None = None) -> ApplyResult:
     """Move the plan's ``delete`` entries into ``backup_root/<run id>/`` and prune old runs.
 
     Refuses a plan that cannot converge or breaks a guard. Raises ApplyError if the run had to stop;
@@ -77,7 +84,8 @@ def apply_plan(plan: Plan, backup_root: Path, keep: int | None, lock: StoreLock,
         manifest=Provenance(ref.source, ref.sha256, ref.name),
         created_ns=time.time_ns(),
         moves=tuple(moves),
-        keep=keep,
+        keep=retention.keep,
+        max_age_s=retention.max_age_s,
     )
     outcome = execute(header, lock)
     if outcome.error:

@@ -257,89 +257,6 @@ def find_run(backup_root: Path, run_id: str, store: StoreId | None = None) -> Ba
     return found[0]
 
 
-def surplus_runs(backup_root: Path, store: StoreId, keep: int) -> list[BackupRun]:
-    """The runs ``keep`` makes surplus: complete runs of ``store`` that still hold files, beyond the
-    newest ``keep``, and fully restored runs older than the oldest run kept. Only genuine runs (a
-    tool-made index, a run-id folder name) ever qualify; failed and unfinished runs never do."""
-    genuine = [r for r in list_runs(backup_root, store) if r.status == Status.COMPLETE and _genuine(r)]
-    holding = [r for r in genuine if r.held]
-    surplus = holding[keep:]
-    cutoff = holding[keep - 1].created_ns if 0 < keep <= len(holding) else None
-    emptied = [r for r in genuine if not r.held and (keep == 0 or (cutoff is not None and r.created_ns < cutoff))]
-    return sorted(surplus + emptied, key=lambda r: (r.created_ns, r.run_id), reverse=True)
-
-
-def _genuine(run: BackupRun) -> bool:
-    """A run folder the tool made: a run-id name, owned by this user with its index, and entry names
-    that stay inside it (an index is data on disk: never trusted further than that)."""
-    return bool(RUN_ID.fullmatch(run.run_id)) and not any(unsafe_name(e.name) for e in run.entries) and owned(run)
-
-
-def owned(run: BackupRun) -> bool:
-    """Whether the run's folder and index are this user's (another user may have planted them; an
-    index with a second hard link is not one the tool wrote)."""
-    try:
-        folder = os.stat(run.path, follow_symlinks=False)
-        try:
-            index = os.stat(run.path / INDEX_NAME, follow_symlinks=False)
-        except FileNotFoundError:
-            index = os.stat(run.path / LEGACY_INDEX_NAME, follow_symlinks=False)
-    except OSError:
-        return False
-    mine = folder.st_uid == index.st_uid == os.geteuid()
-    return mine and stat.S_ISDIR(folder.st_mode) and stat.S_ISREG(index.st_mode) and index.st_nlink == 1
-
-
-def prune_runs(backup: Tree, store: StoreId, keep: int) -> tuple[str, ...]:
-    """Delete the :func:`surplus_runs`, each only as far as the tool made it: the entries its index
-    lists, the folders they were in once empty, the index, the run folder. Anything else put there
-    stays (and keeps its folder)."""
-    pruned = []
-    for run in surplus_runs(Path(backup.path), store, keep):
-        delete_run(backup, run)
-        pruned.append(run.run_id)
-    return tuple(pruned)
-
-
-def delete_run(backup: Tree, run: BackupRun) -> None:
-    """Remove what the tool put in ``run``: its held entries, then empty folders, then the index."""
-    with Tree(os.path.join(backup.path, run.run_id), os.open(run.run_id, DIR_FLAGS, dir_fd=backup.fd)) as tree:
-        for entry in run.held:
-            if unsafe_name(entry.name):
-                continue
-            parent, base = split(entry.name)
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                os.unlink(base, dir_fd=tree.dir(parent))
-        remove_if_empty(backup, run.run_id, tree, [e.name for e in run.entries])
-
-
-def remove_if_empty(backup: Tree, run_id: str, tree: Tree, names: Iterable[str]) -> None:
-    """Remove the index, then the now-empty folders of ``names`` and the run folder itself; a folder
-    that still holds something (not the tool's) is left, with it."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(INDEX_NAME, dir_fd=tree.fd)
-    remove_empty_folders(tree, names)
-    try:
-        os.rmdir(run_id, dir_fd=backup.fd)
-    except OSError:
-        return
-    os.fsync(backup.fd)
-
-
-def remove_empty_folders(tree: Tree, names: Iterable[str]) -> None:
-    """Remove the folders above ``names`` in ``tree`` that are empty now, deepest first."""
-    folders = sorted({p for n in names if not unsafe_name(n) for p in _parents(n)}, key=lambda p: p.count("/"), reverse=True)
-    for folder in folders:
-        above, base = split(folder)
-        with contextlib.suppress(OSError):
-            os.rmdir(base, dir_fd=tree.dir(above))
-
-
-def _parents(name: str) -> list[str]:
-    parts = name.split("/")[:-1]
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
 def create_run(backup: Tree, run: BackupRun) -> Tree:
     """Make the run folder (mode 0700) with an in-progress index, or open it when it is already this
     run's (recovery). Raises FileExistsError for a folder of that name that is not this run's."""
@@ -385,3 +302,17 @@ def mark_restored(tree: Tree, names: Iterable[str], when_ns: int) -> None:
     entries = tuple(replace(e, restored_ns=when_ns) if e.name in gone and e.restored_ns is None else e for e in run.entries)
     write_index(tree, replace(run, entries=entries))
     remove_empty_folders(tree, gone)
+
+
+def remove_empty_folders(tree: Tree, names: Iterable[str]) -> None:
+    """Remove the folders above ``names`` in ``tree`` that are empty now, deepest first."""
+    folders = sorted({p for n in names if not unsafe_name(n) for p in _parents(n)}, key=lambda p: p.count("/"), reverse=True)
+    for folder in folders:
+        above, base = split(folder)
+        with contextlib.suppress(OSError):
+            os.rmdir(base, dir_fd=tree.dir(above))
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]

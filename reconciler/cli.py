@@ -17,6 +17,8 @@ import typer
 
 from . import __version__, render, render_runs
 from .api import open_session, plan_fleet
+from .catalogue import BackupRun
+from .cli_backups import backups_app
 from .cli_support import (
     SETTINGS,
     AllowEmptyOpt,
@@ -129,6 +131,7 @@ def plan(
         if out is not None and out.suffix != ".json":
             raise UsageError(f"--out {out}: a saved plan's name must end in .json (apply tells plans from manifests by it)")
         manifest = load_manifest(manifest_file)
+        pruning: list[BackupRun] = []
         if snapshots:
             given = [
                 flag for flag, value in (("--out", out), ("--store", store), ("--backend", backend), ("--license", license_file)) if value
@@ -140,9 +143,13 @@ def plan(
             with open_session(manifest, store, backend, license_file) as session:
                 report_pending(session)
                 result = live = session.plan(max_delete, allow_empty)
+                pruning = session.would_prune(live)
+                retention = session.retention()
             if out is not None:
                 save_plan(out, live)
         typer.echo(render.render_plan(result, fmt, view(show_unchanged)), nl=fmt != "markdown", color=colour())
+        if fmt == "text" and not snapshots and pruning:
+            typer.echo(render_runs.prune_text(pruning, retention, "After a complete apply, backup retention will delete"))
         if out is not None:
             typer.echo(f"Saved plan to {out}. Apply exactly this plan with: ocr-reconcile apply {out}", err=True)
     raise typer.Exit(result.detailed_exit_code if detailed_exitcode else ExitCode.OK)
@@ -181,10 +188,13 @@ def apply(
             backup_root = session.check_applicable(result)
             if not result.has_changes:
                 raise typer.Exit(ExitCode.OK)
-            confirm(
-                f"Move {render.count(len(result.to_delete), 'file')} ({render.format_size(result.bytes_freed)}) to {backup_root}?",
-                yes or saved is not None,
-            )
+            pruning = session.would_prune(result)
+            then = ""
+            if pruning:
+                typer.echo(render_runs.prune_text(pruning, session.retention(), "After a complete apply, backup retention will delete"))
+                then = f", then delete {render.count(len(pruning), 'old backup run')} ({render.format_size(sum(r.size for r in pruning))})"
+            moving = f"Move {render.count(len(result.to_delete), 'file')} ({render.format_size(result.bytes_freed)}) to {backup_root}"
+            confirm(f"{moving}{then}?", yes or saved is not None)
             outcome = session.apply(result, held)
         undo_store = store or (result.scan.root if saved else None)
         undo = f" -m {result.manifest.source}" + (f" --store {undo_store}" if undo_store else "")
@@ -286,20 +296,6 @@ def list_(
 
 
 @app.command()
-def backups(
-    manifest: ManifestOpt = None,
-    store: StoreOpt = None,
-    backup_dir: BackupDirOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
-) -> None:
-    """List backup runs, newest first, with their sizes."""
-    with errors(), open_session(manifest, store, backup_dir=backup_dir) as session:
-        report_pending(session)
-        runs = session.backups()
-        typer.echo(render.dumps(render_runs.runs_json(runs)) if as_json else render_runs.runs_text(runs, str(session.backup_root())))
-
-
-@app.command()
 def restore(
     run_id: Annotated[str, typer.Argument(help="Backup run id (or a unique prefix).", show_default=False)],
     names: Annotated[list[str] | None, typer.Argument(help="Names to restore (default: the whole run).", show_default=False)] = None,
@@ -358,6 +354,9 @@ def recover_(
                 "ocr-reconcile recover --abandon makes them restorable"
             )
         typer.echo(f"Nothing to recover on {session.store_root()}.")
+
+
+app.add_typer(backups_app, name="backups")
 
 
 def main() -> None:

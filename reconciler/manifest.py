@@ -23,7 +23,7 @@ import jsonschema
 import yaml
 
 from .errors import ManifestError
-from .patterns import DEFAULT_MIN_AGE, DEFAULT_PARTIAL, parse_duration, pattern_problems
+from .patterns import DEFAULT_MIN_AGE, DEFAULT_PARTIAL, parse_duration, parse_size, pattern_problems
 from .yaml_nodes import field_path, key_node, mark, node_at, pos
 
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -86,6 +86,7 @@ class Manifest:
     backup_keep: int | None
     max_delete: int | None = None
     max_delete_bytes: int | None = None
+    backup_max_age_s: int | None = None  # backup.max_age
     partial_patterns: tuple[str, ...] = DEFAULT_PARTIAL  # in_progress.patterns
     min_age_s: int = parse_duration(DEFAULT_MIN_AGE)  # in_progress.min_age
 
@@ -365,24 +366,10 @@ def _build(doc: dict[str, Any], data: bytes, source: str, base_dir: Path) -> Man
         backup_keep=backup.get("keep", 5),
         max_delete=limits.get("max_delete"),
         max_delete_bytes=parse_size(limits["max_delete_bytes"]) if limits.get("max_delete_bytes") is not None else None,
+        backup_max_age_s=parse_duration(backup["max_age"]) if backup.get("max_age") is not None else None,
         partial_patterns=tuple(in_progress.get("patterns", DEFAULT_PARTIAL)),
         min_age_s=parse_duration(in_progress.get("min_age", DEFAULT_MIN_AGE)),
     )
-
-
-_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def parse_size(value: int | str) -> int:
-    """Bytes from an int or a size string such as ``10 GiB`` or ``500MB`` (schema-validated form)."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().replace(" ", "")
-    number = text.rstrip("KMGTiB")
-    unit = text[len(number) :].upper() or "B"
-    if unit not in _UNITS or not number:
-        raise ValueError(f"not a size: {value!r}")
-    return int(float(number) * _UNITS[unit])
 
 
 def _resolve(value: str | None, base_dir: Path) -> Path | None:

@@ -86,6 +86,7 @@ class RunHeader:
     keep: int | None = None
     displaced_run_dir: str | None = None
     token: str = ""  # names the run's temporary files (:meth:`temp`)
+    max_age_s: int | None = None  # with ``keep``: the retention applied after a complete apply
     store_id: tuple[int, int] | None = None  # the store folder's (device, inode) when the run began
 
     def temp(self, index: int) -> str:
@@ -104,6 +105,7 @@ class RunHeader:
             "keep": self.keep,
             "displaced_run_dir": self.displaced_run_dir,
             "token": self.token,
+            "max_age_s": self.max_age_s,
             "store_id": list(self.store_id) if self.store_id else None,
         }
 
@@ -120,6 +122,7 @@ class RunHeader:
             keep=data.get("keep"),
             displaced_run_dir=data.get("displaced_run_dir"),
             token=str(data.get("token") or ""),
+            max_age_s=data.get("max_age_s"),
             store_id=(int(data["store_id"][0]), int(data["store_id"][1])) if data.get("store_id") else None,
         )
 

@@ -1,5 +1,5 @@
-"""Name patterns and durations of the manifest: whitelist globs (with gitignore's ``**``), the names
-of downloads still in progress, and ``5m``/``30d`` durations.
+"""Name patterns and quantities of the manifest: whitelist globs (with gitignore's ``**``), the names
+of downloads still in progress, ``5m``/``30d`` durations and ``50 GiB`` sizes.
 
 Pure functions: no disk, no clock. The plan (``plan.py``) uses the matchers; the manifest loader
 (``manifest.py``) uses :func:`pattern_problems` to refuse malformed patterns with a clear message.
@@ -89,3 +89,18 @@ def pattern_problems(doc: dict[str, Any], root: yaml.Node, source: str) -> Itera
         problem = pattern_problem(pattern) if isinstance(pattern, str) else ""
         if problem:
             yield f"{source}:{pos(node_at(root, path))}: {field_path(path)}: {pattern!r} {problem}"
+
+
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an int or a size string such as ``10 GiB`` or ``500MB`` (schema-validated form)."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().replace(" ", "")
+    number = text.rstrip("KMGTiB")
+    unit = text[len(number) :].upper() or "B"
+    if unit not in _UNITS or not number:
+        raise ValueError(f"not a size: {value!r}")
+    return int(float(number) * _UNITS[unit])

@@ -17,12 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .catalogue import BackupRun, Entry, Provenance, Status, StoreId, list_runs, open_backup_root, owned, read_run, write_index
+from .catalogue import BackupRun, Entry, Provenance, Status, StoreId, list_runs, open_backup_root, read_run, write_index
 from .errors import JournalError
 from .fsops import DIR_FLAGS, Tree, fsync_dir, rename_noreplace, split, unsafe_name
 from .hashing import file_sha256
 from .journal import ABANDONED, Journal, StoreLock, read_journal
 from .layout import INDEX_NAME, journal_path
+from .retention import owned
 from .transfer import Move, Op, Role, RunHeader, RunState, Trees, moved_digest, run_moves
 
 

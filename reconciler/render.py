@@ -75,17 +75,17 @@ def engine_note(scan: StoreScan, what: str = "plan") -> str | None:
 
 
 def counts_text(summary: Summary, labels: dict[Action, str] | None = None) -> str:
-    """``N to move to backup (X freed), M kept, K missing`` plus the counts that are not zero."""
+    """``N to move to backup (X), M kept, K missing`` plus the counts that are not zero."""
     parts = []
     for action, n in summary.counts:
         if n or action.props.always_counted:
             label = (labels or {}).get(action, action.props.label)
-            parts.append(f"{n} {label}" + (f" ({format_size(summary.bytes_freed)} freed)" if action is Action.DELETE else ""))
+            parts.append(f"{n} {label}" + (f" ({format_size(summary.bytes_freed)})" if action is Action.DELETE else ""))
     return ", ".join(parts)
 
 
 def summary_line(plan: Plan) -> str:
-    """``Plan: N to move to backup (X freed), M kept, K missing`` (+ the other counts)."""
+    """``Plan: N to move to backup (X), M kept, K missing`` (+ the other counts)."""
     return f"Plan: {counts_text(plan.summary)}."
 
 
@@ -142,7 +142,7 @@ _MD_LABELS = {Action.IGNORE: "unmanaged left in place"}
 
 
 def markdown_summary(plan: Plan) -> str:
-    """``3 models move to backup (7.4 GiB freed), 12 kept, 0 missing`` — the PR comment's first line."""
+    """``3 models move to backup (7.4 GiB), 12 kept, 0 missing`` — the PR comment's first line."""
     moving = len(plan.to_delete)
     noun = "model moves" if moving == 1 else "models move"
     return counts_text(plan.summary, {Action.DELETE: f"{noun} to backup", **_MD_LABELS})

@@ -10,8 +10,9 @@ from .apply import ApplyResult
 from .catalogue import BackupRun
 from .planfile import iso_time
 from .recovery import Abandoned, Recovery
-from .render import format_size, safe
+from .render import count, format_size, safe
 from .restore import RestorePlan, RestoreResult
+from .retention import Retention
 
 
 def apply_text(result: ApplyResult, restore_args: str = "", quiet: bool = False) -> str:
@@ -24,14 +25,25 @@ def apply_text(result: ApplyResult, restore_args: str = "", quiet: bool = False)
         )
     lines = [] if quiet else [f"  moved {safe(m.name)} ({format_size(m.size)}, {m.method})" for m in result.moved]
     lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
+    freed = format_size(result.bytes_freed)
+    renamed = any(m.method == "rename" for m in result.moved)
+    where = " (the backup is on the same filesystem: space comes back when runs are pruned)" if renamed else ""
     lines.append(
-        f"Apply complete: {len(result.moved)} moved to backup ({format_size(result.bytes_moved)} freed), "
-        f"{len(result.skipped)} skipped. Backup run {result.run_id} in {result.run_dir}."
+        f"Apply complete: {len(result.moved)} moved to backup ({format_size(result.bytes_moved)}), {len(result.skipped)} skipped; "
+        f"{freed} freed on the store's filesystem{where}. Backup run {result.run_id} in {result.run_dir}."
     )
     lines.append(f"Undo with: ocr-reconcile restore {result.run_id}{restore_args}")
     if result.pruned_runs:
-        lines.append(f"Removed old backup runs (backup.keep): {', '.join(result.pruned_runs)}")
+        lines.append(f"Deleted old backup runs (backup retention): {', '.join(result.pruned_runs)}")
     return "\n".join(lines)
+
+
+def prune_text(runs: list[BackupRun], retention: Retention, what: str) -> str:
+    """The runs a retention deletes, with sizes: in a plan, a prompt's preamble, or a dry run."""
+    rules = [f"keep {retention.keep}"] if retention.keep is not None else []
+    rules += [f"max_age {retention.max_age_s} s"] if retention.max_age_s is not None else []
+    head = f"{what} {count(len(runs), 'old backup run')} ({format_size(sum(r.size for r in runs))}; {', '.join(rules)}):"
+    return "\n".join([head, *(f"  x {r.run_id}  {iso_time(r.created_ns)}  {r.state}  {format_size(r.size)}" for r in runs)])
 
 
 def runs_json(runs: list[BackupRun]) -> list[dict[str, Any]]:

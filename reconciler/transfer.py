@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from . import faults
-from .catalogue import BackupRun, Entry, Status, StoreId, mark_restored, prune_runs, remove_if_empty, write_index
+from .catalogue import BackupRun, Entry, Status, StoreId, mark_restored, write_index
 from .errors import ApplyError, PendingRunError
 from .journal import Journal, StoreLock
 from .layout import journal_path
 from .moves import Move, Op, Role, RunHeader, Skip, Trees, Unsettled, move_entry, moved_digest
+from .retention import Retention, prune_runs, remove_if_empty
 
 __all__ = ["Move", "Op", "Outcome", "Role", "RunHeader", "RunState", "Skip", "Trees", "execute", "moved_digest", "run_moves"]
 
@@ -160,9 +161,10 @@ def _finalise(header: RunHeader, state: RunState, trees: Trees, failed: bool) ->
     if header.op is Op.APPLY:
         moved = index(header.run_dir, Role.BACKUP, state.skips())
         faults.step("index-written")
-        if failed or header.keep is None or not moved:
+        retention = Retention(header.keep, header.max_age_s)
+        if failed or not retention.active or not moved:
             return ()  # a run that moved nothing never makes older runs count as surplus
-        pruned = prune_runs(trees.backup, StoreId(header.store, header.store_id), header.keep)
+        pruned = prune_runs(trees.backup, StoreId(header.store, header.store_id), retention, header.created_ns)
         faults.step("pruned")
         return pruned
     if header.displaced_run_dir:

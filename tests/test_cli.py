@@ -41,7 +41,7 @@ def test_plan_text_and_exit_code_2(runner: CliRunner, store: Path, write_manifes
     assert "  (4 unchanged files not listed; --show-unchanged lists them)" in result.stdout
     assert "  = qwen/tokenizer.json" in runner.invoke(app, ["plan", str(write_manifest()), "--show-unchanged"]).stdout
     assert "backend: directory" in result.stdout
-    assert "Plan: 4 to move to backup (5.0 MiB freed), 4 kept, 0 missing." in result.stdout
+    assert "Plan: 4 to move to backup (5.0 MiB), 4 kept, 0 missing." in result.stdout
     assert tree_digest(store) == before  # plan changes nothing
 
 
@@ -101,7 +101,10 @@ def test_apply_then_apply_again_is_a_no_op(runner: CliRunner, store: Path, write
     manifest = str(write_manifest())
     first = runner.invoke(app, ["apply", manifest, "--yes"])
     assert first.exit_code == ExitCode.OK, first.output
-    assert "Apply complete: 4 moved to backup (5.0 MiB freed), 0 skipped." in first.stdout
+    assert (
+        "Apply complete: 4 moved to backup (5.0 MiB), 0 skipped; 0 B freed on the store's filesystem (the backup is on the same filesystem"
+        in first.stdout
+    )
     second = runner.invoke(app, ["apply", manifest, "--yes"])
     assert second.exit_code == ExitCode.OK
     assert "No changes." in second.stdout and "moved" not in second.stdout

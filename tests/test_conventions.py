@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from reconciler.cli import app
 from reconciler.errors import ExitCode
+from reconciler.layout import INDEX_NAME, default_backup_root
 
 from .conftest import EXAMPLE_MANIFEST, run_cli, tree_digest
 from .test_fleet import write_snapshots
@@ -86,7 +87,7 @@ def test_two_snapshots_of_one_host_are_an_error_naming_both(runner: CliRunner, t
 def test_quiet_prints_outcomes_only(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
     manifest = str(write_manifest())
     planned = runner.invoke(app, ["--quiet", "plan", manifest])
-    assert planned.stdout.splitlines() == ["Plan: 4 to move to backup (5.0 MiB freed), 4 kept, 0 missing."], planned.output
+    assert planned.stdout.splitlines() == ["Plan: 4 to move to backup (5.0 MiB), 4 kept, 0 missing."], planned.output
     applied = runner.invoke(app, ["-q", "apply", manifest, "--yes"])
     assert applied.exit_code == ExitCode.OK and "  moved " not in applied.stdout and "Apply complete" in applied.stdout
 
@@ -182,3 +183,85 @@ def test_malformed_globs_are_refused_at_validation(tmp_path: Path, write_manifes
     assert result.returncode == ExitCode.ERROR
     [line] = [x for x in result.stderr.splitlines() if "whitelist[1]" in x]
     assert line.startswith(f"error: {manifest}:") and f": whitelist[1]: {pattern!r} {why}" in line, line
+
+
+# -- disk space that is really freed -------------------------------------------------------------------
+
+
+def test_apply_says_how_much_space_it_really_freed(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    same = runner.invoke(app, ["apply", str(write_manifest()), "--yes"])
+    assert "Apply complete: 4 moved to backup (5.0 MiB), 0 skipped; 0 B freed on the store's filesystem" in same.stdout, same.output
+    assert "space comes back when runs are pruned" in same.stdout
+
+
+def test_a_backup_on_another_filesystem_frees_what_it_moved(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    from .reliability.common import second_filesystem
+
+    with second_filesystem() as other:
+        if other is None:
+            pytest.skip("no second filesystem (/dev/shm tmpfs) on this machine")
+        result = runner.invoke(app, ["apply", str(write_manifest(backup={"dir": str(other / "b")})), "--yes"])
+    assert "Apply complete: 4 moved to backup (5.0 MiB), 0 skipped; 5.0 MiB freed on the store's filesystem." in result.stdout
+
+
+def _age(run_dir: Path, days: int) -> None:
+    """Make a run look ``days`` old (its index records when it was made)."""
+    index_path = run_dir / INDEX_NAME
+    index = json.loads(index_path.read_text())
+    index["created_ns"] -= days * 86400 * 10**9
+    index_path.write_text(json.dumps(index))
+
+
+def test_plan_and_prompt_show_the_runs_retention_will_delete(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest(backup={"keep": 1, "max_age": "30d"}))
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+    [old] = json.loads(runner.invoke(app, ["backups", "-m", manifest, "--json"]).stdout)
+    (store / "new.gguf").write_bytes(b"x" * 10)
+    planned = runner.invoke(app, ["plan", manifest]).stdout
+    assert "After a complete apply, backup retention will delete 1 old backup run (5.0 MiB; keep 1, max_age 2592000 s):" in planned
+    assert f"  x {old['run_id']}" in planned
+    asked = runner.invoke(app, ["apply", manifest])  # shown before the prompt (refused here: not a terminal)
+    assert asked.exit_code == ExitCode.ERROR and f"  x {old['run_id']}" in asked.stdout
+    applied = runner.invoke(app, ["apply", manifest, "--yes"])
+    assert f"Deleted old backup runs (backup retention): {old['run_id']}" in applied.stdout, applied.output
+
+
+def test_max_age_deletes_old_runs_even_within_keep(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest(backup={"keep": 10, "max_age": "30d"}))
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+    [old] = json.loads(runner.invoke(app, ["backups", "-m", manifest, "--json"]).stdout)
+    _age(default_backup_root(str(store)) / old["run_id"], 31)
+    (store / "new.gguf").write_bytes(b"x")
+    applied = runner.invoke(app, ["apply", manifest, "--yes"])
+    assert f"Deleted old backup runs (backup retention): {old['run_id']}" in applied.stdout, applied.output
+
+
+def test_backups_delete_and_prune(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest(backup={"keep": None}))
+    ids = []
+    for i in range(3):
+        (store / f"s{i}.bin").write_bytes(b"x" * (i + 1))
+        assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+        ids.append(json.loads(runner.invoke(app, ["backups", "-m", manifest, "--json"]).stdout)[0]["run_id"])
+    root = default_backup_root(str(store))
+    dry = runner.invoke(app, ["backups", "delete", ids[0], "-m", manifest, "--dry-run"])
+    assert dry.exit_code == ExitCode.OK and f"  x {ids[0]}" in dry.stdout and "nothing was deleted" in dry.stdout
+    assert (root / ids[0]).is_dir()
+    refused = runner.invoke(app, ["backups", "delete", ids[0], "-m", manifest])
+    assert refused.exit_code == ExitCode.ERROR and "pass --yes" in refused.stderr and (root / ids[0]).is_dir()
+    done = runner.invoke(app, ["backups", "delete", ids[0], "-m", manifest, "--yes"])
+    assert done.exit_code == ExitCode.OK and f"Deleted 1 backup run: {ids[0]}." in done.stdout and not (root / ids[0]).exists()
+    unknown = runner.invoke(app, ["backups", "delete", "nope", "-m", manifest, "--yes"])
+    assert unknown.exit_code == ExitCode.ERROR
+    pruned = runner.invoke(app, ["backups", "prune", "-m", manifest, "--keep", "1", "--dry-run"])
+    assert f"  x {ids[1]}" in pruned.stdout and ids[2] not in pruned.stdout and (root / ids[1]).is_dir()
+    assert runner.invoke(app, ["backups", "prune", "-m", manifest, "--keep", "1", "--yes"]).exit_code == ExitCode.OK
+    assert not (root / ids[1]).exists() and (root / ids[2]).is_dir()
+    _age(root / ids[2], 40)
+    assert runner.invoke(app, ["backups", "prune", "-m", manifest, "--older-than", "30d", "--yes"]).exit_code == ExitCode.OK
+    assert not (root / ids[2]).exists()
+    assert "No backup runs" in runner.invoke(app, ["backups", "-m", manifest]).stdout
+    nothing = runner.invoke(app, ["backups", "prune", "--store", str(store)])
+    assert nothing.exit_code == ExitCode.ERROR and "give --keep N or --older-than AGE" in nothing.stderr

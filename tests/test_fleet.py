@@ -140,7 +140,7 @@ def _golden_plan(stale: int) -> Plan:
 
 def test_markdown_golden_short_plan() -> None:
     text = render.plan_markdown(_golden_plan(0))
-    assert text.splitlines()[0] == "3 models move to backup (4.1 GiB freed), 3 kept, 0 missing"
+    assert text.splitlines()[0] == "3 models move to backup (4.1 GiB), 3 kept, 0 missing"
     golden("plan-short.md", text)
 
 

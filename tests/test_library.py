@@ -31,12 +31,19 @@ from reconciler.cli import app
 from reconciler.layout import INDEX_NAME, default_backup_root, journal_path
 from reconciler.manifest import load_schema
 from reconciler.planfile import checksum, plan_doc
+from reconciler.retention import Retention
 
 from .conftest import ROOT, run_cli, tree_digest
 from .test_planfile import assert_plan_schema
 
 PACKAGE = ROOT / "reconciler"
-FRONT_ENDS = {"cli.py", "cli_support.py", "render.py", "render_runs.py"}  # the CLI layer: the only modules that may name flags
+FRONT_ENDS = {
+    "cli.py",
+    "cli_backups.py",
+    "cli_support.py",
+    "render.py",
+    "render_runs.py",
+}  # the CLI layer: the only modules that may name flags
 
 
 def _imports(path: Path) -> set[str]:
@@ -153,11 +160,11 @@ def test_mutations_need_the_held_lock_of_their_store(store: Path, write_manifest
             elsewhere.lock() as held,
             pytest.raises(UsageError, match=r"the store lock held is for .*/other, not for .*/models"),
         ):
-            apply_plan(plan, default_backup_root(plan.scan.root), 5, held.lock)
+            apply_plan(plan, default_backup_root(plan.scan.root), Retention(5), held.lock)
         with session.lock() as held:
             pass
         with pytest.raises(UsageError, match="was released when its block ended"):
-            apply_plan(plan, default_backup_root(plan.scan.root), 5, held.lock)  # released when its block ended
+            apply_plan(plan, default_backup_root(plan.scan.root), Retention(5), held.lock)  # released when its block ended
         with (
             session.lock() as held,
             pytest.raises(LockedError) as locked,

@@ -192,9 +192,9 @@ def test_show_renders_every_format(runner: CliRunner, store: Path, tmp_path: Pat
     save(runner, write_manifest(), plan_file)
     text = runner.invoke(app, ["show", str(plan_file)])
     assert text.exit_code == ExitCode.OK and text.stderr == ""
-    assert "Plan: 4 to move to backup (5.0 MiB freed), 4 kept, 0 missing." in text.stdout
+    assert "Plan: 4 to move to backup (5.0 MiB), 4 kept, 0 missing." in text.stdout
     md = runner.invoke(app, ["show", str(plan_file), "--format", "markdown"]).stdout
-    assert md.splitlines()[0] == "4 models move to backup (5.0 MiB freed), 4 kept, 0 missing"
+    assert md.splitlines()[0] == "4 models move to backup (5.0 MiB), 4 kept, 0 missing"
     shown = json.loads(runner.invoke(app, ["show", str(plan_file), "--format", "json"]).stdout)
     assert_plan_schema(shown)
     assert shown == json.loads(plan_file.read_text())

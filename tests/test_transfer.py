@@ -20,7 +20,6 @@ from reconciler.catalogue import (
     find_run,
     list_runs,
     open_backup_root,
-    prune_runs,
     read_run,
     write_index,
 )
@@ -31,6 +30,7 @@ from reconciler.journal import Journal, read_journal, store_lock
 from reconciler.layout import INDEX_NAME, journal_path
 from reconciler.planfile import fingerprint_differences
 from reconciler.recovery import pending_run, recover
+from reconciler.retention import Retention, prune_runs
 from reconciler.scan import FileFacts, StoreScan, stat_entry
 from reconciler.transfer import Move, Op, Role, RunHeader, execute
 
@@ -188,7 +188,7 @@ def test_catalogue_lists_finds_and_prunes_only_complete_runs_of_this_store(tmp_p
     with pytest.raises(UnknownRunError):
         find_run(backups, "nope")
     with open_backup_root(backups) as backup:
-        assert prune_runs(backup, this, keep=1) == (C, A)
+        assert prune_runs(backup, this, Retention(keep=1), 0) == (C, A)
     assert [r.run_id for r in list_runs(backups)] == [E, D, B]  # the failed run and the other store's are never pruned
     assert not (backups / A).exists() and (backups / "stray").is_dir() and (backups / "corrupt" / "index.json").exists()
     index = json.loads((backups / D / INDEX_NAME).read_text())
@@ -202,7 +202,7 @@ def test_pruning_deletes_only_what_the_run_holds(tmp_path: Path) -> None:
     _run(backups, C, 3)
     (backups / A / "someone-elses.txt").write_text("keep me")
     with open_backup_root(backups) as backup:
-        assert prune_runs(backup, StoreId("/s", None), keep=1) == (A,)
+        assert prune_runs(backup, StoreId("/s", None), Retention(keep=1), 0) == (A,)
     assert sorted(os.listdir(backups / A)) == ["someone-elses.txt"]
 
 
@@ -214,7 +214,7 @@ def test_a_folder_that_merely_contains_an_index_is_never_pruned(tmp_path: Path) 
     _run(backups, A, 2)
     _run(backups, C, 3)
     with open_backup_root(backups) as backup:
-        assert prune_runs(backup, StoreId("/s", None), keep=1) == (A,)
+        assert prune_runs(backup, StoreId("/s", None), Retention(keep=1), 0) == (A,)
     assert (fake.path / "x").exists()
 
 
