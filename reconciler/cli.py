@@ -85,7 +85,9 @@ def _main(
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Manifest files to check.", show_default=False)]) -> None:
+def validate(
+    files: Annotated[list[Path], typer.Argument(metavar="MANIFEST", help="Manifest files to check.", show_default=False)],
+) -> None:
     """Check manifests against the schema; print every problem as file:line:col: field: why."""
     failed = 0
     for path in files:
@@ -110,11 +112,15 @@ def plan(
     license_file: LicenseOpt = None,
     fmt: FormatOpt = "text",
     as_json: JsonOpt = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Save the plan (JSON, checksummed) for apply PLANFILE.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", metavar="PLAN.json", help="Save the plan (JSON, checksummed) for apply PLANFILE.")
+    ] = None,
     state: Annotated[
         list[Path] | None,
         typer.Option(
-            "--state", help="Plan against snapshot files instead of the live store (repeat it; a file, a folder or a quoted glob)."
+            "--state",
+            metavar="SNAPSHOT",
+            help="Plan against snapshot files instead of the live store (repeat it; a file, a folder or a quoted glob).",
         ),
     ] = None,
     max_delete: MaxDeleteOpt = None,
@@ -157,7 +163,10 @@ def plan(
 
 @app.command()
 def apply(
-    source: Annotated[Path, typer.Argument(help="Manifest (YAML), or a plan saved by plan --out (.json).", show_default=False)],
+    source: Annotated[
+        Path,
+        typer.Argument(metavar="MANIFEST|PLANFILE", help="Manifest (YAML), or a plan saved by plan --out (.json).", show_default=False),
+    ],
     store: StoreOpt = None,
     backend: BackendOpt = None,
     license_file: LicenseOpt = None,
@@ -204,7 +213,7 @@ def apply(
 
 @app.command()
 def show(
-    plan_file: Annotated[Path, typer.Argument(help="A plan saved by plan --out.", show_default=False)],
+    plan_file: Annotated[Path, typer.Argument(metavar="PLANFILE", help="A plan saved by plan --out.", show_default=False)],
     fmt: FormatOpt = "text",
     as_json: JsonOpt = False,
     show_unchanged: ShowUnchangedOpt = False,
@@ -261,9 +270,9 @@ def snapshot(
     store: StoreOpt = None,
     backend: BackendOpt = None,
     license_file: LicenseOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the snapshot here (default: stdout).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Write the snapshot here (default: stdout).")] = None,
     hash_files: Annotated[bool, typer.Option("--hash", help="Record the sha256 of every file (reads every byte).")] = False,
-    host: Annotated[str | None, typer.Option("--host", help="Host name to record (default: this machine's).")] = None,
+    host: Annotated[str | None, typer.Option("--host", metavar="NAME", help="Host name to record (default: this machine's).")] = None,
 ) -> None:
     """Record the store's inventory for fleet plans (plan --state). Changes nothing."""
     with errors():
@@ -279,7 +288,9 @@ def snapshot(
 
 @app.command("list")
 def list_(
-    manifest_file: Annotated[Path | None, typer.Argument(help="Optional manifest to classify files against.", show_default=False)] = None,
+    manifest_file: Annotated[
+        Path | None, typer.Argument(metavar="MANIFEST", help="Optional manifest to classify files against.", show_default=False)
+    ] = None,
     store: StoreOpt = None,
     backend: BackendOpt = None,
     license_file: LicenseOpt = None,
@@ -297,8 +308,10 @@ def list_(
 
 @app.command()
 def restore(
-    run_id: Annotated[str, typer.Argument(help="Backup run id (or a unique prefix).", show_default=False)],
-    names: Annotated[list[str] | None, typer.Argument(help="Names to restore (default: the whole run).", show_default=False)] = None,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Backup run id (or a unique prefix).", show_default=False)],
+    names: Annotated[
+        list[str] | None, typer.Argument(metavar="NAME", help="Names to restore (default: the whole run).", show_default=False)
+    ] = None,
     manifest: ManifestOpt = None,
     store: StoreOpt = None,
     backup_dir: BackupDirOpt = None,

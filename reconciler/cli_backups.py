@@ -26,12 +26,16 @@ def backups(
     manifest: ManifestOpt = None,
     store: StoreOpt = None,
     backup_dir: BackupDirOpt = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="text|json", help="Output format.")] = "text",
     as_json: JsonOpt = False,
 ) -> None:
     """List this store's backup runs, newest first, with their state and what they still hold."""
     if ctx.invoked_subcommand is not None:
         return
     with errors(), open_session(manifest, store, backup_dir=backup_dir) as session:
+        if fmt not in ("text", "json"):
+            raise UsageError(f"--format must be text or json (got {fmt!r})")
+        as_json = as_json or fmt == "json"
         report_pending(session)
         runs = session.backups()
         typer.echo(render.dumps(render_runs.runs_json(runs)) if as_json else render_runs.runs_text(runs, str(session.backup_root())))
@@ -39,7 +43,7 @@ def backups(
 
 @backups_app.command("delete")
 def delete(
-    run_ids: Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes) to delete.", show_default=False)],
+    run_ids: Annotated[list[str], typer.Argument(metavar="RUN_ID", help="Run ids (or unique prefixes) to delete.", show_default=False)],
     manifest: ManifestOpt = None,
     store: StoreOpt = None,
     backup_dir: BackupDirOpt = None,
@@ -57,7 +61,7 @@ def prune(
     manifest: ManifestOpt = None,
     store: StoreOpt = None,
     backup_dir: BackupDirOpt = None,
-    keep: Annotated[int | None, typer.Option("--keep", min=0, help="Keep the newest N runs that hold files.")] = None,
+    keep: Annotated[int | None, typer.Option("--keep", metavar="N", min=0, help="Keep the newest N runs that hold files.")] = None,
     older_than: Annotated[
         str | None, typer.Option("--older-than", metavar="AGE", help="Delete runs older than AGE (90s, 5m, 2h, 30d).")
     ] = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from . import render, render_runs
 from .api import Held, Session
@@ -38,6 +38,24 @@ from .errors import (
 from .stores import BACKENDS
 
 log = logging.getLogger("reconciler")
+
+
+def _flag_type(self: TyperOption, ctx: Any) -> str | None:
+    """Typer 0.29 shows ``<bool>`` after every flag in --help; a flag takes no value, so show none."""
+    return None if self.is_flag else _TYPE_OF_VALUE(self, ctx)
+
+
+def _element_type(self: TyperArgument, ctx: Any) -> str | None:
+    """``<list[Path]>`` for an argument that takes several values: the usage line already says
+    ``NAME...``, so show the type of one (``<path>``)."""
+    shown = _TYPE_OF_ARGUMENT(self, ctx)
+    return f"<{shown[6:-2].lower()}>" if shown and shown.startswith("<list[") else shown
+
+
+_TYPE_OF_VALUE = TyperOption.display_type_rich
+_TYPE_OF_ARGUMENT = TyperArgument.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+TyperArgument.display_type_rich = _element_type  # type: ignore[method-assign,assignment]
 
 
 class Group(TyperGroup):
@@ -112,29 +130,41 @@ class PipeSafe:
         return getattr(self._stream, name)
 
 
-ManifestArg = Annotated[Path, typer.Argument(help="Manifest YAML file.", show_default=False)]
-StoreOpt = Annotated[Path | None, typer.Option("--store", envvar="OCR_RECONCILE_STORE", help="Model folder; overrides store.path.")]
+ManifestArg = Annotated[Path, typer.Argument(metavar="MANIFEST", help="Manifest YAML file.", show_default=False)]
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", metavar="DIR", envvar="OCR_RECONCILE_STORE", help="Model folder; overrides store.path.")
+]
 BackendOpt = Annotated[
-    str | None, typer.Option("--backend", envvar="OCR_RECONCILE_BACKEND", help=f"Override store.backend ({'|'.join(BACKENDS)}).")
+    str | None,
+    typer.Option(
+        "--backend", metavar="|".join(BACKENDS), envvar="OCR_RECONCILE_BACKEND", help=f"Override store.backend ({'|'.join(BACKENDS)})."
+    ),
 ]
 LicenseOpt = Annotated[
     Path | None,
-    typer.Option("--license", envvar="OCR_RECONCILE_LICENSE", help="Aspose license file to apply (lifts the evaluation filter)."),
+    typer.Option(
+        "--license", metavar="FILE", envvar="OCR_RECONCILE_LICENSE", help="Aspose license file to apply (lifts the evaluation filter)."
+    ),
 ]
 ShowUnchangedOpt = Annotated[bool, typer.Option("--show-unchanged", help="List unchanged (kept) files too, not only their count.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
-FormatOpt = Annotated[str, typer.Option("--format", help="Output format: text, json or markdown.")]
+FormatOpt = Annotated[str, typer.Option("--format", metavar="text|json|markdown", help="Output format.")]
 MaxDeleteOpt = Annotated[
-    int | None, typer.Option("--max-delete", min=0, help="Refuse to move more files than this (stricter of this and limits.max_delete).")
+    int | None,
+    typer.Option("--max-delete", metavar="N", min=0, help="Refuse to move more files than this (stricter of this and limits.max_delete)."),
 ]
-LockTimeoutOpt = Annotated[float, typer.Option("--lock-timeout", min=0, help="Wait this many seconds for another run's store lock.")]
+LockTimeoutOpt = Annotated[
+    float, typer.Option("--lock-timeout", metavar="SECONDS", min=0, help="Wait this many seconds for another run's store lock.")
+]
 AllowEmptyOpt = Annotated[
     bool, typer.Option("--allow-empty", help="Allow a plan that moves every file, or whose manifest declares no models.")
 ]
 BackupDirOpt = Annotated[
-    Path | None, typer.Option("--backup-dir", envvar="OCR_RECONCILE_BACKUP_DIR", help="Backup folder; overrides backup.dir.")
+    Path | None, typer.Option("--backup-dir", metavar="DIR", envvar="OCR_RECONCILE_BACKUP_DIR", help="Backup folder; overrides backup.dir.")
 ]
-ManifestOpt = Annotated[Path | None, typer.Option("--manifest", "-m", help="Manifest to take the store and backup settings from.")]
+ManifestOpt = Annotated[
+    Path | None, typer.Option("--manifest", "-m", metavar="MANIFEST", help="Manifest to take the store and backup settings from.")
+]
 
 
 def _hint(exc: ReconcilerError) -> str:
