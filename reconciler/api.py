@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
 from .catalogue import BackupRun, Status, StoreId, find_run, list_runs, open_backup_root
-from .errors import BackupError, ConfigError, ManifestError, StalePlanError, StoreNotFound, UsageError
+from .errors import BackupError, ConfigError, ManifestError, StalePlanError, StoreError, StoreNotFound, UsageError
 from .journal import StoreLock, store_lock
 from .layout import default_backup_root
 from .manifest import Manifest, ManifestRef, load_manifest
@@ -156,6 +156,8 @@ class Session:
         """Where a restore of ``run`` goes (resolved): the store given to :func:`open_session`, else
         the store the run was made from."""
         target = os.fspath(self._store_path) if self._store_path is not None else run.store
+        if os.path.lexists(target) and not os.path.isdir(target):
+            raise StoreError(f"store path {os.path.abspath(target)} is not a folder")
         if not os.path.isdir(target):
             raise StoreNotFound(os.path.abspath(target), for_restore=True)
         return mutable_root(target)

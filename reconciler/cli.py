@@ -100,7 +100,7 @@ def validate(
         else:
             typer.echo(f"ok: {path}")
     if failed:
-        typer.echo(f"{failed} of {len(files)} manifests invalid.", err=True)
+        typer.echo(f"{failed} of {render.count(len(files), 'manifest')} invalid.", err=True)
         raise typer.Exit(ExitCode.ERROR)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import shlex
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,7 @@ from .errors import (
     UnknownRunError,
     UsageError,
 )
+from .layout import JOURNAL_SUFFIX
 from .stores import BACKENDS
 
 log = logging.getLogger("reconciler")
@@ -176,7 +178,7 @@ def _hint(exc: ReconcilerError) -> str:
     if isinstance(exc, JournalError):
         return " (ocr-reconcile recover --abandon releases the store without moving anything; see docs/reliability.md)"
     if isinstance(exc, PendingRunError):
-        return "; run ocr-reconcile recover first"
+        return f"; run ocr-reconcile recover --store {shlex.quote(exc.journal.removesuffix(JOURNAL_SUFFIX))} first"
     if isinstance(exc, UnknownRunError) and not exc.candidates:
         return " (see: ocr-reconcile backups)"
     if isinstance(exc, RestoreConflictError) and not exc.unmovable:
@@ -221,7 +223,7 @@ def report_pending(session: Session, root: str | None = None) -> None:
     if pending is not None:
         typer.echo(
             f"warning: an interrupted {pending.op} ({pending.run_id or '?'}) was found on {root}; "
-            "run 'ocr-reconcile recover' (apply and restore do it first)",
+            f"run 'ocr-reconcile recover --store {shlex.quote(root)}' (apply and restore do it first)",
             err=True,
         )
 

@@ -23,7 +23,7 @@ import jsonschema
 import yaml
 
 from .errors import ManifestError
-from .patterns import DEFAULT_MIN_AGE, DEFAULT_PARTIAL, parse_duration, parse_size, pattern_problems
+from .patterns import DEFAULT_MIN_AGE, DEFAULT_PARTIAL, PATTERN_WORDS, parse_duration, parse_size, pattern_problems
 from .yaml_nodes import field_path, key_node, mark, node_at, pos
 
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -310,12 +310,17 @@ def _message(error: jsonschema.ValidationError) -> str:
         return f"missing required field {error.message.split(' is a required')[0]}"
     if error.validator == "const":
         return f"must be {error.validator_value!r} (got {_short(value)})"
+    field = error.absolute_path[-1] if error.absolute_path else None
     if error.validator == "pattern" and isinstance(value, str):
         why = explain_name(value) if error.validator_value == manifest_schema()["$defs"]["modelName"]["pattern"] else ""
-        return f"{_short(value)} {why}" if why else f"{_short(value)} does not match the pattern {error.validator_value!r}"
+        return f"{_short(value)} {why or PATTERN_WORDS.get(str(field), 'is not in the expected form')}"
     if error.validator == "type":
         expected = error.validator_value
         names = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        if field == "sha256" and isinstance(value, (int, float)):
+            return f"must be 64 hex digits in quotes ('…'): YAML read {_short(value)} as a number"
+        if isinstance(field, int) and isinstance(value, str) and error.absolute_path[0] == "models":
+            return f"a model is a mapping: write '- name: {value}' (got the bare string {_short(value)})"
         return f"must be of type {names} (got {_short(value)})"
     if error.validator == "enum":
         choices = error.validator_value if isinstance(error.validator_value, list) else []

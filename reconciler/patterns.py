@@ -19,6 +19,15 @@ from .yaml_nodes import field_path, node_at, pos
 # Names of downloads that are still being written (browsers, curl -C, wget, huggingface_hub, rsync).
 DEFAULT_PARTIAL = ("*.part", "*.partial", "*.incomplete", "*.download", "*.crdownload", "*.tmp")
 DEFAULT_MIN_AGE = "5m"
+# What a value of each field must look like, in words: the schema's patterns are not for people.
+PATTERN_WORDS = {
+    "sha256": "must be 64 lower-case hex digits (0-9, a-f), quoted",
+    "max_delete_bytes": "must be a size such as 50 GiB or 500MB (a number, then B, KB, MB, GB, TB or KiB, MiB, GiB, TiB)",
+    "min_age": "must be a duration such as 90s, 5m, 2h or 1d (or a number of seconds)",
+    "max_age": "must be a duration such as 12h or 30d (or a number of seconds)",
+    "name": "must start with a letter or digit, then up to 62 letters, digits, '.', '_' or '-'",
+    "path": "must not contain a NUL byte",
+}
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -333,8 +333,8 @@ def fingerprint_differences(saved: Plan, scan: StoreScan) -> list[str]:
         was, now = was_files[name], now_files[name]
         if was.size != now.size:
             out.append(f"resized: {name} ({was.size} -> {now.size} bytes)")
-        elif (was.kind, was.inode, was.mtime_ns, was.link_target) != (now.kind, now.inode, now.mtime_ns, now.link_target) or (
-            was.sha256 is not None and was.sha256 != now.sha256
-        ):
+        elif (was.kind, was.inode, was.link_target) != (now.kind, now.inode, now.link_target):
             out.append(f"replaced: {name} (same size, different file)")
+        elif was.mtime_ns != now.mtime_ns or (was.sha256 is not None and was.sha256 != now.sha256):
+            out.append(f"modified: {name} (same size, new {'content' if was.mtime_ns == now.mtime_ns else 'mtime'})")
     return out

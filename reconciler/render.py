@@ -99,6 +99,10 @@ def outcome_lines(plan: Plan) -> list[str]:
     return lines
 
 
+# One word for what happens: a "delete" (its name in JSON) moves the file to a backup run.
+_VERB = {Action.DELETE: "to backup"}
+
+
 @dataclass(frozen=True)
 class View:
     """How a plan is shown as text: colour, whether unchanged (kept) entries are listed, and
@@ -125,7 +129,8 @@ def plan_text(plan: Plan, view: View = View()) -> str:
     width = max((len(safe(c.name)) for c in shown), default=0)
     for change in shown:
         size = format_size(change.before.size) if change.before else "-"
-        row = f"  {change.action.symbol} {safe(change.name):<{width}}  {size:>10}  {change.action.value}: {safe(change.reason)}"
+        verb = _VERB.get(change.action, change.action.value)
+        row = f"  {change.action.symbol} {safe(change.name):<{width}}  {size:>10}  {verb}: {safe(change.reason)}"
         lines.append(_paint(row, change.action, view.colour))
     hidden = len(plan.changes) - len(shown)
     if hidden:

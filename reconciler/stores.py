@@ -163,7 +163,7 @@ class AsposeStore:
             with _engine_call():
                 self._ai.set_post_processor(SpellCheckAIProcessor(), config)
         except Exception as exc:  # llama's native library is usually absent; the path is set anyway
-            log.info("engine: set_post_processor raised %s (expected without llama)", _one_line(exc))
+            log.debug("engine: set_post_processor raised %s (expected without llama)", _one_line(exc))
         got = self.get_local_path()
         if os.path.abspath(got) != os.path.abspath(path):
             raise EngineError(f"the engine did not accept store path {path} (it reports {got})")

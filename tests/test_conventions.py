@@ -265,3 +265,34 @@ def test_backups_delete_and_prune(runner: CliRunner, store: Path, write_manifest
     assert "No backup runs" in runner.invoke(app, ["backups", "-m", manifest]).stdout
     nothing = runner.invoke(app, ["backups", "prune", "--store", str(store)])
     assert nothing.exit_code == ExitCode.ERROR and "give --keep N or --older-than AGE" in nothing.stderr
+
+
+# -- messages ---------------------------------------------------------------------------------------------
+
+
+def test_the_recover_hint_names_the_store(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest())
+    killed = run_cli("apply", manifest, "--yes", env={"OCR_RECONCILE_CRASH_AT": "3"})
+    assert killed.returncode == -9
+    listed = runner.invoke(app, ["list", manifest])
+    assert f"run 'ocr-reconcile recover --store {store}'" in listed.stderr, listed.output
+    assert run_cli("recover", "--store", str(store)).returncode == ExitCode.OK
+
+
+def test_a_file_given_as_a_store_is_not_a_folder(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest())
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+    [run] = json.loads(runner.invoke(app, ["backups", "-m", manifest, "--json"]).stdout)
+    result = runner.invoke(app, ["restore", run["run_id"], "-m", manifest, "--store", "/etc/passwd"])
+    assert result.exit_code == ExitCode.ERROR and "store path /etc/passwd is not a folder" in result.stderr, result.output
+    planned = runner.invoke(app, ["plan", manifest, "--store", "/etc/passwd"])
+    assert planned.exit_code == ExitCode.ERROR and "is not a folder" in planned.stderr
+
+
+def test_counts_agree_with_their_nouns(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    for name in ("latest.gguf", "mistral-7b-v0.1.Q2_K.gguf", "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf"):
+        (store / name).unlink()
+    shown = runner.invoke(app, ["plan", str(write_manifest())]).stdout
+    assert "(4 unchanged files not listed" in shown and "1 files" not in shown
+    asked = runner.invoke(app, ["apply", str(write_manifest())])
+    assert "Move 1 file " not in asked.stdout  # the prompt is not printed off a terminal; the plan is

@@ -97,10 +97,16 @@ CASES = [
     (HEAD + "models: []\nbackup: {keep: 0}\n", ["5:16: backup.keep: 0 is less than the minimum of 1"]),
     (HEAD + "models: []\nextra: 1\n", ["5:1: extra: unknown field"]),
     (HEAD + "models: []\nlimits: {max_delete: -1}\n", ["5:22: limits.max_delete: -1 is less than the minimum of 0"]),
-    (HEAD + "models: []\nlimits: {max_delete_bytes: 10 XB}\n", ['5:28: limits.max_delete_bytes: "10 XB" does not match']),
+    (
+        HEAD + "models: []\nlimits: {max_delete_bytes: 10 XB}\n",
+        ['5:28: limits.max_delete_bytes: "10 XB" must be a size such as 50 GiB or 500MB'],
+    ),
     (HEAD + "models:\n  - name: a\n    sha: x\n", ["6:5: models[0].sha: unknown field"]),
-    (HEAD + "models:\n  - name: a\n    sha256: ABC\n", ['6:13: models[0].sha256: "ABC" does not match']),
-    (HEAD + "models: [a.gguf]\n", ["4:10: models[0]: must be of type object"]),
+    (
+        HEAD + "models:\n  - name: a\n    sha256: ABC\n",
+        ['6:13: models[0].sha256: "ABC" must be 64 lower-case hex digits (0-9, a-f), quoted'],
+    ),
+    (HEAD + "models: [a.gguf]\n", ["4:10: models[0]: a model is a mapping: write '- name: a.gguf'"]),
     (HEAD + "models: []\nprune: true\nprune: false\n", ["6:1: prune: duplicate key (first at line 5)"]),
     ("- a\n- b\n", ["1:1: (document): the manifest must be a mapping"]),
     ("just a string\n", ["1:1: (document): the manifest must be a mapping"]),
@@ -179,3 +185,12 @@ def test_limits_sizes(text: int | str, expected: int) -> None:
     value = f"'{text}'" if isinstance(text, str) else str(text)
     manifest = parse_manifest((HEAD + f"models: []\nlimits: {{max_delete: 3, max_delete_bytes: {value}}}\n").encode(), "m.yaml")
     assert (manifest.max_delete, manifest.max_delete_bytes) == (3, expected)
+
+
+def test_an_unquoted_all_digit_hash_is_explained() -> None:
+    """YAML reads 64 decimal digits as a number: say so, and that quotes fix it."""
+    digits = "1234567890" * 6 + "1234"
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest((HEAD + f"models:\n  - name: a\n    sha256: {digits}\n").encode(), "m.yaml")
+    [line] = caught.value.problems
+    assert line.startswith("m.yaml:6:13: models[0].sha256: must be 64 hex digits in quotes ('…'): YAML read ") and "as a number" in line

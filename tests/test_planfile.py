@@ -217,3 +217,14 @@ def test_every_live_plan_fits_the_schema(runner: CliRunner, store: Path, write_m
         result = runner.invoke(app, ["plan", "--detailed-exitcode", str(write_manifest(**overrides)), "--json"])
         assert result.exit_code in (0, 2, 3), result.output
         assert_plan_schema(json.loads(result.stdout))
+
+
+def test_a_plain_touch_is_reported_as_modified_not_replaced(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "p.json"
+    assert runner.invoke(app, ["plan", str(write_manifest()), "--out", str(plan_file)]).exit_code == ExitCode.OK
+    st = os.stat(store / "phi-2.Q4_K_M.gguf")
+    os.utime(store / "phi-2.Q4_K_M.gguf", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    result = runner.invoke(app, ["apply", str(plan_file)])
+    assert result.exit_code == ExitCode.STALE_PLAN and "modified: phi-2.Q4_K_M.gguf (same size, new mtime)" in result.stderr
