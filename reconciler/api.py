@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
 from .catalogue import BackupRun, Status, StoreId, find_run, list_runs, open_backup_root
-from .errors import BackupError, ConfigError, ManifestError, StalePlanError, StoreError, StoreNotFound, UsageError
+from .errors import BackupError, ConfigError, ManifestError, RelativeStoreError, StalePlanError, StoreError, StoreNotFound, UsageError
 from .journal import StoreLock, store_lock
 from .layout import default_backup_root
 from .manifest import Manifest, ManifestRef, load_manifest
@@ -90,7 +90,10 @@ class Session:
         return resolve_root(self._given_root())[0]
 
     def _given_root(self) -> str:
-        return self._opened.get_local_path() if self._opened else os.fspath(self._configured_path() or engine_default_path())
+        given = self._opened.get_local_path() if self._opened else os.fspath(self._configured_path() or engine_default_path())
+        if self._configured_path() is None and not os.path.isabs(given):
+            raise RelativeStoreError(given)
+        return given
 
     def backup_root(self, store_root: str | None = None) -> Path:
         """Where backup runs of ``store_root`` (default: this store, even if it is gone) go; never
@@ -109,6 +112,7 @@ class Session:
 
     def scan(self, hash_all: bool = False) -> StoreScan:
         """Scan the store (read-only), hashing the manifest's pinned models, or every file."""
+        self._given_root()  # refuses an engine folder that would be relative to the current directory
         return scan_store(self._store(), Everything() if hash_all else (self.manifest.pinned if self.manifest else ()))
 
     def plan(self, max_delete: int | None = None, allow_empty: bool = False, guards: Guards | None = None) -> Plan:
@@ -117,7 +121,9 @@ class Session:
         if self.saved is not None:
             return self.verify(self.saved, max_delete=max_delete, allow_empty=allow_empty)
         manifest = self._need_manifest()
-        return make_plan(manifest, self.scan(), guards or guards_for(manifest, max_delete, allow_empty))
+        plan = make_plan(manifest, self.scan(), guards or guards_for(manifest, max_delete, allow_empty))
+        self.backup_root(plan.scan.root)  # apply would refuse a backup folder inside the store: so does the plan
+        return plan
 
     def snapshot(self, hash_all: bool = False, host: str | None = None) -> Snapshot:
         """The store's inventory for fleet plans (:func:`~.planfile.save_snapshot` writes it)."""

@@ -221,6 +221,8 @@ def show(
     """Render a saved plan without applying it; warn (exit 0 all the same) when it is stale."""
     with errors():
         fmt = output_format(fmt, as_json)
+        if plan_file.suffix in (".yaml", ".yml"):
+            raise UsageError(f"{plan_file} is a manifest; saved plans come from plan --out (a .json file); plan shows a manifest")
         saved = load_plan(plan_file)
         shown = render.dumps(with_checksum(saved.to_doc())) if fmt == "json" else render.render_plan(saved.plan, fmt, view(show_unchanged))
         typer.echo(shown, nl=fmt != "markdown", color=colour())

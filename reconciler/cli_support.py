@@ -31,6 +31,7 @@ from .errors import (
     LockedError,
     PendingRunError,
     ReconcilerError,
+    RelativeStoreError,
     RestoreConflictError,
     StoreNotFound,
     UnknownRunError,
@@ -175,6 +176,8 @@ def _hint(exc: ReconcilerError) -> str:
         return "; pass --store to restore elsewhere" if exc.for_restore else " (create it, or set store.path / --store)"
     if isinstance(exc, LockedError):
         return "; retry, or pass --lock-timeout SECONDS to wait"
+    if isinstance(exc, RelativeStoreError):
+        return " (or pass --store DIR, or set OCR_RECONCILE_STORE)"
     if isinstance(exc, JournalError):
         return " (ocr-reconcile recover --abandon releases the store without moving anything; see docs/reliability.md)"
     if isinstance(exc, PendingRunError):

@@ -69,6 +69,21 @@ class StoreNotFound(StoreError):
         super().__init__(f"store folder {path} does not exist")
 
 
+class RelativeStoreError(StoreError):
+    """The engine's default model folder is a relative path (no ``$XDG_DATA_HOME``, no
+    ``~/.local/share``): it would be a folder under the current directory, so it is refused."""
+
+    reason = "relative_store"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"the engine's model folder would be the relative path {path!r}: the engine looks in $XDG_DATA_HOME (when it is an "
+            "absolute path) or ~/.local/share, then Aspose.AI.LLM/models, and neither folder exists here, so it would use a folder "
+            "under the current directory; set store.path in the manifest, or XDG_DATA_HOME"
+        )
+
+
 class EngineError(StoreError):
     """The Aspose engine could not be imported, configured or queried."""
 

@@ -296,3 +296,29 @@ def test_counts_agree_with_their_nouns(runner: CliRunner, store: Path, write_man
     assert "(4 unchanged files not listed" in shown and "1 files" not in shown
     asked = runner.invoke(app, ["apply", str(write_manifest())])
     assert "Move 1 file " not in asked.stdout  # the prompt is not printed off a terminal; the plan is
+
+
+# -- paths and mistakes ------------------------------------------------------------------------------------
+
+
+def test_an_engine_folder_that_would_be_relative_is_refused(tmp_path: Path) -> None:
+    """No XDG_DATA_HOME and no ~/.local/share: the engine's path is relative; never a folder under the cwd."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(EXAMPLE_MANIFEST.read_text().replace("backend: auto", "backend: directory"))
+    (tmp_path / "Aspose.AI.LLM" / "models").mkdir(parents=True)  # a folder the old code would have used
+    env = {"HOME": str(tmp_path / "no-home"), "XDG_DATA_HOME": ""}
+    result = run_cli("plan", str(manifest), env=env, cwd=tmp_path)
+    assert result.returncode == ExitCode.ERROR, result.stdout
+    assert "the engine's model folder would be the relative path 'Aspose.AI.LLM/models'" in result.stderr
+    assert "set store.path in the manifest, or XDG_DATA_HOME (or pass --store DIR" in result.stderr
+
+
+def test_show_of_a_manifest_says_what_a_saved_plan_is(runner: CliRunner, write_manifest: Callable[..., Path]) -> None:
+    result = runner.invoke(app, ["show", str(write_manifest())])
+    assert result.exit_code == ExitCode.ERROR and "is a manifest; saved plans come from plan --out" in result.stderr
+
+
+def test_plan_refuses_what_apply_would_refuse(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest(backup={"dir": str(store / "backups")}))
+    result = runner.invoke(app, ["plan", manifest])
+    assert result.exit_code == ExitCode.ERROR and "is inside the store" in result.stderr, result.output
