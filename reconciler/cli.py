@@ -42,6 +42,7 @@ from .cli_support import (
     report_pending,
     say_recovery,
     state_files,
+    typed,
     view,
 )
 from .errors import ExitCode, ManifestError, ReconcilerError, StalePlanError, UsageError
@@ -77,7 +78,7 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
     if color not in ("auto", "always", "never"):
-        raise UsageError(f"--color must be auto, always or never (got {color!r})")
+        raise typer.BadParameter(f"must be auto, always or never (got {color!r})", param_hint="--color")
     SETTINGS.quiet, SETTINGS.color = quiet, color
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="ocr-reconcile: %(message)s", stream=sys.stderr, force=True
@@ -104,8 +105,12 @@ def validate(
         raise typer.Exit(ExitCode.ERROR)
 
 
+LIVE_ONLY = ("out", "store", "backend", "license_file", "backup_dir")  # plan options that name a live store
+
+
 @app.command()
 def plan(
+    ctx: typer.Context,
     manifest_file: ManifestArg,
     store: StoreOpt = None,
     backend: BackendOpt = None,
@@ -129,6 +134,7 @@ def plan(
         bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes pending, 3 cannot converge, 1 error.")
     ] = False,
     show_unchanged: ShowUnchangedOpt = False,
+    backup_dir: BackupDirOpt = None,
 ) -> None:
     """Show what apply would do. Changes nothing. Exits 0 when the plan was made (see --detailed-exitcode)."""
     with errors():
@@ -139,14 +145,12 @@ def plan(
         manifest = load_manifest(manifest_file)
         pruning: list[BackupRun] = []
         if snapshots:
-            given = [
-                flag for flag, value in (("--out", out), ("--store", store), ("--backend", backend), ("--license", license_file)) if value
-            ]
-            if given:
+            given = [f"--{name.split('_')[0].replace('backup', 'backup-dir')}" for name in LIVE_ONLY if typed(ctx, name)]
+            if given:  # the same settings from OCR_RECONCILE_* variables are for live stores: ignored here
                 raise UsageError(f"--state plans snapshots, not a live store: {', '.join(given)} cannot be combined with it")
             result: Plan | FleetPlan = plan_fleet(manifest, snapshots, max_delete, allow_empty)
         else:
-            with open_session(manifest, store, backend, license_file) as session:
+            with open_session(manifest, store, backend, license_file, backup_dir=backup_dir) as session:
                 report_pending(session)
                 result = live = session.plan(max_delete, allow_empty)
                 pruning = session.would_prune(live)
@@ -203,11 +207,14 @@ def apply(
                 typer.echo(render_runs.prune_text(pruning, session.retention(), "After a complete apply, backup retention will delete"))
                 then = f", then delete {render.count(len(pruning), 'old backup run')} ({render.format_size(sum(r.size for r in pruning))})"
             moving = f"Move {render.count(len(result.to_delete), 'file')} ({render.format_size(result.bytes_freed)}) to {backup_root}"
-            confirm(f"{moving}{then}?", yes or saved is not None)
+            # a saved plan is what was reviewed; the runs retention deletes are not in it, so they are asked about
+            confirm(f"{moving}{then}?", yes or (saved is not None and not pruning))
             outcome = session.apply(result, held)
         undo_store = store or (result.scan.root if saved else None)
         undo = f" -m {result.manifest.source}" + (f" --store {undo_store}" if undo_store else "")
-        typer.echo(render_runs.apply_text(outcome, undo, SETTINGS.quiet))
+        undo += f" --backup-dir {backup_root}" if backup_dir else ""
+        sizes = {r.run_id: r.size for r in pruning}
+        typer.echo(render_runs.apply_text(outcome, undo, SETTINGS.quiet, sizes))
     raise typer.Exit(ExitCode.CHANGES if outcome.skipped else ExitCode.OK)
 
 
@@ -253,9 +260,14 @@ def check(
         if fmt not in ("text", "json", "prometheus") or (as_json and fmt not in ("text", "json")):
             raise UsageError(f"--format must be text, json or prometheus (got {fmt!r}; --json is --format json)")
         fmt = "json" if as_json else fmt
-        with open_session(manifest_file, store, backend, license_file) as session:
-            report_pending(session)
-            result = session.plan()
+        try:
+            with open_session(manifest_file, store, backend, license_file) as session:
+                report_pending(session)
+                result = session.plan()
+        except ReconcilerError:
+            if fmt == "prometheus":  # a textfile collector must see the failure, not an empty or stale file
+                typer.echo(render.check_failed_prometheus(time.time()), nl=False)
+            raise
         drift = not (result.converges and not result.has_changes)
         if fmt == "json":
             typer.echo(render.dumps(render.check_doc(result, time.time())))

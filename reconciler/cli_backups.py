@@ -3,6 +3,7 @@ client of :class:`~.api.Session`, like ``cli.py``; part of the CLI layer."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -30,7 +31,8 @@ def backups(
     as_json: JsonOpt = False,
 ) -> None:
     """List this store's backup runs, newest first, with their state and what they still hold."""
-    if ctx.invoked_subcommand is not None:
+    if ctx.invoked_subcommand is not None:  # `backups --store DIR delete RUN`: the subcommand uses them
+        ctx.obj = {"manifest": manifest, "store": store, "backup_dir": backup_dir}
         return
     with errors(), open_session(manifest, store, backup_dir=backup_dir) as session:
         if fmt not in ("text", "json"):
@@ -43,6 +45,7 @@ def backups(
 
 @backups_app.command("delete")
 def delete(
+    ctx: typer.Context,
     run_ids: Annotated[list[str], typer.Argument(metavar="RUN_ID", help="Run ids (or unique prefixes) to delete.", show_default=False)],
     manifest: ManifestOpt = None,
     store: StoreOpt = None,
@@ -52,12 +55,14 @@ def delete(
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
     """Delete backup runs for good (only what each run's index lists), under the store lock."""
+    manifest, store, backup_dir = _inherit(ctx, manifest, store, backup_dir)
     with errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
         _delete(session.find_runs(run_ids), session, dry_run, yes, "Delete")
 
 
 @backups_app.command("prune")
 def prune(
+    ctx: typer.Context,
     manifest: ManifestOpt = None,
     store: StoreOpt = None,
     backup_dir: BackupDirOpt = None,
@@ -71,6 +76,7 @@ def prune(
 ) -> None:
     """Delete the runs a retention makes surplus: --keep and --older-than, else the manifest's backup.keep
     and backup.max_age."""
+    manifest, store, backup_dir = _inherit(ctx, manifest, store, backup_dir)
     with errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
         if keep is None and older_than is None:
             if session.manifest is None:
@@ -84,6 +90,12 @@ def prune(
         _delete(session.plan_prune(retention), session, dry_run, yes, "Prune: delete", retention)
 
 
+def _inherit(ctx: typer.Context, manifest: Path | None, store: Path | None, backup_dir: Path | None) -> tuple[Path | None, ...]:
+    """The subcommand's own -m/--store/--backup-dir, else those given to ``backups`` before it."""
+    given = ctx.obj if isinstance(ctx.obj, dict) else {}
+    return manifest or given.get("manifest"), store or given.get("store"), backup_dir or given.get("backup_dir")
+
+
 def _delete(runs: list[BackupRun], session: Session, dry_run: bool, yes: bool, what: str, retention: Retention | None = None) -> None:
     """Show ``runs``, then (unless a dry run) confirm and delete them under the store lock."""
     if not runs:
@@ -93,6 +105,10 @@ def _delete(runs: list[BackupRun], session: Session, dry_run: bool, yes: bool, w
     if dry_run:
         typer.echo("Dry run: nothing was deleted.")
         return
-    confirm(f"Delete {render.count(len(runs), 'backup run')} ({render.format_size(sum(r.size for r in runs))}) for good?", yes)
+    confirm(
+        f"Delete {render.count(len(runs), 'backup run')} ({render.format_size(sum(r.size for r in runs))}) for good?",
+        yes,
+        "nothing was deleted",
+    )
     deleted = session.delete_runs(runs)
     typer.echo(f"Deleted {render.count(len(deleted), 'backup run')}: {', '.join(deleted)}.")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.core import ParameterSource
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from . import render, render_runs
@@ -311,14 +312,20 @@ def _wait_for_input_or_signal(prompt: str) -> None:
         os.close(write_end)
 
 
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", "--auto-approve", help="Do not ask for confirmation.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", "--auto-approve", help="Do not ask for confirmation (--auto-approve: the same).")]
 
 
-def confirm(question: str, yes: bool) -> None:
+def confirm(question: str, yes: bool, unchanged: str = "nothing was moved") -> None:
+    """Ask ``question`` on a terminal; refuse (ConfirmationRefused, saying ``unchanged``) off one or on no."""
     if yes:
         return
     if not sys.stdin.isatty():
-        raise ConfirmationRefused("standard input is not a terminal; pass --yes to apply without asking")
+        raise ConfirmationRefused(f"standard input is not a terminal; pass --yes to go ahead without asking; {unchanged}")
     _wait_for_input_or_signal(f"{question} [y/N]: ")
     if not typer.confirm("", default=False, show_default=False, prompt_suffix=""):
-        raise ConfirmationRefused("not confirmed; nothing was moved")
+        raise ConfirmationRefused(f"not confirmed; {unchanged}")
+
+
+def typed(ctx: typer.Context, name: str) -> bool:
+    """Whether parameter ``name`` was given on the command line (not from a variable or its default)."""
+    return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE

@@ -290,8 +290,12 @@ def _structure_problems(node: yaml.Node, source: str, path: tuple[str | int, ...
 def _schema_problems(doc: dict[str, Any], root: yaml.Node, source: str) -> Iterator[str]:
     validator = jsonschema.Draft202012Validator(manifest_schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: (node_at(root, e.absolute_path).start_mark.index, str(e.message)))
+    said: set[tuple[Any, ...]] = set()
     for error in errors:
         path = tuple(error.absolute_path)
+        if path in said and error.validator in ("minLength", "pattern"):
+            continue  # one mistake, one message: an empty string breaks both
+        said.add(path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = set(error.schema.get("properties", {}))
             parent = node_at(root, path)
@@ -313,7 +317,8 @@ def _message(error: jsonschema.ValidationError) -> str:
     field = error.absolute_path[-1] if error.absolute_path else None
     if error.validator == "pattern" and isinstance(value, str):
         why = explain_name(value) if error.validator_value == manifest_schema()["$defs"]["modelName"]["pattern"] else ""
-        return f"{_short(value)} {why or PATTERN_WORDS.get(str(field), 'is not in the expected form')}"
+        key = str(error.absolute_path[-2]) if isinstance(field, int) and len(error.absolute_path) > 1 else str(field)
+        return f"{_short(value)} {why or PATTERN_WORDS.get(key, 'is not in the expected form')}"
     if error.validator == "type":
         expected = error.validator_value
         names = " or ".join(expected) if isinstance(expected, list) else str(expected)

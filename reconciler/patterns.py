@@ -27,6 +27,7 @@ PATTERN_WORDS = {
     "max_age": "must be a duration such as 12h or 30d (or a number of seconds)",
     "name": "must start with a letter or digit, then up to 62 letters, digits, '.', '_' or '-'",
     "path": "must not contain a NUL byte",
+    "patterns": "is matched against the last part of a name only: it must not contain '/' (nor control characters)",
 }
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -62,12 +63,14 @@ def pattern_problem(pattern: str) -> str:
     a whole part."""
     for part in pattern.split("/"):
         if "**" in part and part != "**":
-            return "'**' must be a whole part (like '**/tokenizer.json'); use '*' within a name"
+            return "uses '**' inside a name: it must be a whole part (like '**/tokenizer.json'); use '*' within a name"
         i = 0
         while i < len(part):
             if part[i] == "[":
                 end = part.find("]", i + 2 if part[i + 1 : i + 2] in ("!", "]") else i + 1)
                 if end == -1:
+                    if "]" in pattern[pattern.find(part) + len(part) :]:
+                        return "has a '[…]' class with '/' in it: a class matches one character within a name, never '/'"
                     return "has a '[' that is never closed (write '[[]' for a literal '[')"
                 i = end
             i += 1

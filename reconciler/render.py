@@ -25,7 +25,7 @@ def use_colour(stream_isatty: bool, mode: str = "auto") -> bool:
     (https://no-color.org: it wins over auto, not over an explicit ``always``)."""
     if mode != "auto":
         return mode == "always"
-    return stream_isatty and not os.environ.get("NO_COLOR")
+    return stream_isatty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
 def count(n: int, word: str) -> str:
@@ -71,7 +71,8 @@ def engine_note(scan: StoreScan, what: str = "plan") -> str | None:
         return None
     licence = "unlicensed (evaluation mode)" if not scan.engine_licensed else "licensed"
     listed = f"listed {scan.engine_listed} of {len(scan.files)} files on disk"
-    return f"Note: the engine is {licence} and {listed}; this {what} reads the folder itself."
+    reader = f"the snapshot of {scan.host} read" if scan.host else f"this {what} reads"
+    return f"Note: the engine is {licence} and {listed}; {reader} the folder itself."
 
 
 def counts_text(summary: Summary, labels: dict[Action, str] | None = None) -> str:
@@ -117,7 +118,8 @@ def plan_text(plan: Plan, view: View = View()) -> str:
     """The human plan: header, one line per change, summary; kept entries as a count unless
     ``view.show_unchanged`` (as ``terraform plan`` does). What a reviewer reads in a terminal."""
     if view.quiet:
-        return "\n".join([*outcome_lines(plan), summary_line(plan)])
+        host = f"{plan.scan.host}: " if plan.scan.host else ""
+        return "\n".join(host + line for line in [*outcome_lines(plan), summary_line(plan)])
     scan = plan.scan
     header = f"Manifest: {plan.manifest.source} ({plan.manifest.name})"
     lines = [header if not scan.host else f"Host: {scan.host}  {header}", f"Store: {scan.root} (backend: {scan.backend})"]
@@ -163,7 +165,7 @@ def _md_table(plan: Plan, drift: bool) -> list[str]:
     for c in plan.changes:
         if c.action.is_drift is drift:
             size = format_size(c.before.size) if c.before else "—"
-            out.append(f"| `{c.action.symbol}` | `{_md(c.name)}` | {size} | {c.action.value} | {_md(c.reason)} |")
+            out.append(f"| `{c.action.symbol}` | `{_md(c.name)}` | {size} | {_VERB.get(c.action, c.action.value)} | {_md(c.reason)} |")
     return out
 
 
@@ -224,9 +226,11 @@ def fleet_summary(fleet: FleetPlan) -> str:
     moving = sum(len(h.to_delete) for h in hosts)
     freed = sum(h.bytes_freed for h in hosts)
     changed = sum(1 for h in hosts if h.has_changes or not h.converges)
-    blocked = sum(1 for h in hosts if not h.converges or h.violations)
+    stuck = sum(1 for h in hosts if not h.converges)
+    guarded = sum(1 for h in hosts if h.converges and h.violations)
     line = f"{count(moving, 'model')} to move to backup ({format_size(freed)}) across {changed} of {count(len(hosts), 'host')}"
-    return line + (f"; {count(blocked, 'host')} cannot converge or break a guard" if blocked else "")
+    line += f"; {count(stuck, 'host')} cannot converge" if stuck else ""
+    return line + (f"; {count(guarded, 'host')} {'breaks' if guarded == 1 else 'break'} a guard" if guarded else "")
 
 
 def _bold(n: int) -> str:
@@ -279,6 +283,7 @@ def check_doc(plan: Plan, now: float) -> dict[str, Any]:
 
 
 _METRICS = (
+    ("check_success", "1 when the check ran, 0 when it failed (the other gauges are then absent)."),
     ("converged", "1 when the store matches the manifest, else 0."),
     ("drift_files", "Files that apply would move to backup."),
     ("drift_bytes", "Bytes that apply would move to backup."),
@@ -291,6 +296,7 @@ _METRICS = (
 def check_prometheus(plan: Plan, now: float) -> str:
     """``check --format prometheus``: the node_exporter textfile collector's format, one gauge each."""
     values = {
+        "check_success": 1,
         "converged": int(plan.converges and not plan.has_changes),
         "drift_files": len(plan.to_delete),
         "drift_bytes": plan.bytes_freed,
@@ -306,6 +312,15 @@ def check_prometheus(plan: Plan, now: float) -> str:
             f"# TYPE ocr_reconcile_{name} gauge",
             f"ocr_reconcile_{name}{{{labels}}} {values[name]}",
         ]
+    return "\n".join(lines) + "\n"
+
+
+def check_failed_prometheus(now: float) -> str:
+    """What ``check --format prometheus`` prints when the check itself failed (it exits 1 as well)."""
+    lines = []
+    for name, value in (("check_success", 0), ("last_check_timestamp_seconds", round(now, 3))):
+        help_text = dict(_METRICS)[name]
+        lines += [f"# HELP ocr_reconcile_{name} {help_text}", f"# TYPE ocr_reconcile_{name} gauge", f"ocr_reconcile_{name} {value}"]
     return "\n".join(lines) + "\n"
 
 

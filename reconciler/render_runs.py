@@ -15,7 +15,7 @@ from .restore import RestorePlan, RestoreResult
 from .retention import Retention
 
 
-def apply_text(result: ApplyResult, restore_args: str = "", quiet: bool = False) -> str:
+def apply_text(result: ApplyResult, restore_args: str = "", quiet: bool = False, pruned_sizes: dict[str, int] | None = None) -> str:
     if result.run_id is None:
         skipped = [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
         return (
@@ -34,7 +34,9 @@ def apply_text(result: ApplyResult, restore_args: str = "", quiet: bool = False)
     )
     lines.append(f"Undo with: ocr-reconcile restore {result.run_id}{restore_args}")
     if result.pruned_runs:
-        lines.append(f"Deleted old backup runs (backup retention): {', '.join(result.pruned_runs)}")
+        sizes = pruned_sizes or {}
+        runs = ", ".join(f"{r} ({format_size(sizes[r])})" if r in sizes else r for r in result.pruned_runs)
+        lines.append(f"Deleted old backup runs (backup retention): {runs}")
     return "\n".join(lines)
 
 
@@ -42,7 +44,8 @@ def prune_text(runs: list[BackupRun], retention: Retention, what: str) -> str:
     """The runs a retention deletes, with sizes: in a plan, a prompt's preamble, or a dry run."""
     rules = [f"keep {retention.keep}"] if retention.keep is not None else []
     rules += [f"max_age {retention.max_age_s} s"] if retention.max_age_s is not None else []
-    head = f"{what} {count(len(runs), 'old backup run')} ({format_size(sum(r.size for r in runs))}; {', '.join(rules)}):"
+    noun = "old backup run" if rules else "backup run"
+    head = f"{what} {count(len(runs), noun)} ({format_size(sum(r.size for r in runs))}{'; ' if rules else ''}{', '.join(rules)}):"
     return "\n".join([head, *(f"  x {r.run_id}  {iso_time(r.created_ns)}  {r.state}  {format_size(r.size)}" for r in runs)])
 
 

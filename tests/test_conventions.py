@@ -175,7 +175,12 @@ def test_double_star_keeps_every_level_as_gitignore_does(runner: CliRunner, stor
 
 @pytest.mark.parametrize(
     ("pattern", "why"),
-    [("[", "has a '[' that is never closed"), ("models/[ab", "has a '[' that is never closed"), ("a**b", "'**' must be a whole part")],
+    [
+        ("[", "has a '[' that is never closed"),
+        ("models/[ab", "has a '[' that is never closed"),
+        ("a**b", "uses '**' inside a name: it must be a whole part"),
+        ("foo[/]bar", "has a '[…]' class with '/' in it"),
+    ],
 )
 def test_malformed_globs_are_refused_at_validation(tmp_path: Path, write_manifest: Callable[..., Path], pattern: str, why: str) -> None:
     manifest = write_manifest(whitelist=["custom_*", pattern])
@@ -322,3 +327,64 @@ def test_plan_refuses_what_apply_would_refuse(runner: CliRunner, store: Path, wr
     manifest = str(write_manifest(backup={"dir": str(store / "backups")}))
     result = runner.invoke(app, ["plan", manifest])
     assert result.exit_code == ExitCode.ERROR and "is inside the store" in result.stderr, result.output
+
+
+# -- a new user's pass -----------------------------------------------------------------------------------
+
+
+def test_a_bad_color_is_one_error_line(runner: CliRunner, write_manifest: Callable[..., Path]) -> None:
+    result = run_cli("--color", "bogus", "plan", str(write_manifest()))
+    assert result.returncode == ExitCode.ERROR and "Traceback" not in result.stderr
+    assert "--color" in result.stderr and "must be auto, always or never" in result.stderr
+
+
+def test_the_undo_hint_names_the_backup_folder_used(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    manifest = str(write_manifest())
+    applied = runner.invoke(app, ["apply", manifest, "--yes", "--backup-dir", str(tmp_path / "bk")])
+    [undo] = [line for line in applied.stdout.splitlines() if line.startswith("Undo with: ")]
+    assert undo.endswith(f" --backup-dir {tmp_path / 'bk'}")
+    restored = runner.invoke(app, undo.removeprefix("Undo with: ocr-reconcile ").split())
+    assert restored.exit_code == ExitCode.OK, restored.output
+
+
+def test_plan_takes_the_backup_folder_and_a_saved_plan_asks_before_retention_deletes(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    manifest = str(write_manifest(backup={"keep": 1}))
+    bk = str(tmp_path / "bk")
+    assert runner.invoke(app, ["apply", manifest, "--yes", "--backup-dir", bk]).exit_code == ExitCode.OK
+    [old] = json.loads(runner.invoke(app, ["backups", "-m", manifest, "--backup-dir", bk, "--json"]).stdout)
+    (store / "new.gguf").write_bytes(b"x")
+    planned = CliRunner(env={"OCR_RECONCILE_BACKUP_DIR": bk}).invoke(app, ["plan", manifest, "--out", str(tmp_path / "p.json")])
+    assert f"  x {old['run_id']}" in planned.stdout, planned.output
+    applied = CliRunner(env={"OCR_RECONCILE_BACKUP_DIR": bk}).invoke(app, ["apply", str(tmp_path / "p.json")])
+    assert applied.exit_code == ExitCode.ERROR and "pass --yes" in applied.stderr  # retention deletes are not in the saved plan
+    applied = CliRunner(env={"OCR_RECONCILE_BACKUP_DIR": bk}).invoke(app, ["apply", str(tmp_path / "p.json"), "--yes"])
+    assert applied.exit_code == ExitCode.OK and f"{old['run_id']} (5.0 MiB)" in applied.stdout, applied.output
+
+
+def test_backups_options_before_a_subcommand_carry_over(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = str(write_manifest())
+    assert runner.invoke(app, ["apply", manifest, "--yes"]).exit_code == ExitCode.OK
+    [run] = json.loads(runner.invoke(app, ["backups", "-m", manifest, "--json"]).stdout)
+    dry = runner.invoke(app, ["backups", "--store", str(store), "delete", run["run_id"], "--dry-run"])
+    assert dry.exit_code == ExitCode.OK and "Dry run: delete 1 backup run (5.0 MiB):" in dry.stdout, dry.output
+    refused = runner.invoke(app, ["backups", "--store", str(store), "delete", run["run_id"]])
+    assert "nothing was deleted" in refused.stderr and "apply" not in refused.stderr
+
+
+def test_state_ignores_the_per_host_variables(tmp_path: Path) -> None:
+    snaps = write_snapshots(tmp_path / "s", 2)
+    env = {"OCR_RECONCILE_STORE": "/srv/models", "OCR_RECONCILE_BACKEND": "aspose"}
+    result = CliRunner(env=env).invoke(app, ["plan", str(EXAMPLE_MANIFEST), "--state", str(snaps[0].parent)])
+    assert result.exit_code == ExitCode.OK, result.output
+    quiet = CliRunner().invoke(app, ["-q", "plan", str(EXAMPLE_MANIFEST), "--state", str(snaps[0].parent)])
+    assert all(line.startswith(("worker-00: ", "worker-01: ", "Fleet: ")) for line in quiet.stdout.splitlines() if line), quiet.stdout
+
+
+def test_check_prometheus_reports_its_own_failure(tmp_path: Path) -> None:
+    result = run_cli("check", str(tmp_path / "missing.yaml"), "--format", "prometheus")
+    assert result.returncode == ExitCode.ERROR
+    assert "ocr_reconcile_check_success 0" in result.stdout.splitlines()
