@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
 from .catalogue import BackupRun, Status, StoreId, find_run, list_runs, open_backup_root
-from .errors import BackupError, ConfigError, ManifestError, RelativeStoreError, StalePlanError, StoreError, StoreNotFound, UsageError
+from .errors import BackupError, ManifestError, RelativeStoreError, StalePlanError, StoreError, StoreNotFound, UsageError
 from .journal import StoreLock, store_lock
 from .layout import default_backup_root
 from .manifest import Manifest, ManifestRef, load_manifest
@@ -37,7 +37,7 @@ from .planfile import SavedPlan, Snapshot, fingerprint_differences, iso_time, lo
 from .recovery import Abandoned, Pending, Recovery, abandon, pending_run, recover
 from .restore import RestorePlan, RestoreResult, plan_restore, restore
 from .retention import Retention, deletable, delete_runs, surplus_runs
-from .scan import Everything, StoreScan, resolve_root, scan_store
+from .scan import Everything, StoreScan, mutable_root, resolve_root, scan_store
 from .stores import ModelStore, engine_default_path, open_store
 
 
@@ -339,19 +339,6 @@ def open_session(
         )
 
 
-def mutable_root(given: str) -> str:
-    """The store's real path for a command that changes it. A store path whose last component is a
-    symbolic link is refused (ConfigError): its folder's parent may be writable by another user, who
-    could point the link at any folder between two runs; the real folder's path must be given."""
-    path = os.path.abspath(given)
-    if os.path.islink(path):
-        raise ConfigError(
-            f"store path {path} is a symbolic link (to {os.path.realpath(path)}); commands that move files act only on "
-            "a real folder path: give the link's target as the store path"
-        )
-    return resolve_root(path)[0]
-
-
 def manifest_of(saved: SavedPlan) -> Manifest:
     """The manifest a saved plan was made from; StalePlanError if it is gone, invalid or edited."""
     return _load_unchanged(saved.plan.manifest)
@@ -374,6 +361,12 @@ def _check_fresh(was: Plan, fresh: Plan, same_backend: bool, subject: str = "sav
         differences.append(f"backend changed: {was.scan.backend} -> {fresh.scan.backend}")
     if not differences and [(c.name, c.action) for c in was.changes] != [(c.name, c.action) for c in fresh.changes]:
         differences.append("re-planning gives a different plan (another ocr-reconcile version?); make the plan again")
+    if (
+        differences
+        and not fresh.has_changes
+        and {c.name for c in was.to_delete} == {d[9:] for d in differences if d.startswith("removed: ")}
+    ):
+        differences = ["it was applied already: every file it moves is gone from the store, and nothing is left to do"]
     if differences:
         raise StalePlanError(differences, subject)
 

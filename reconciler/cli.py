@@ -290,6 +290,8 @@ def snapshot(
 ) -> None:
     """Record the store's inventory for fleet plans (plan --state). Changes nothing."""
     with errors():
+        if out is not None and out.suffix != ".json":
+            raise UsageError(f"--out {out}: a snapshot's name must end in .json (plan --state reads *.json from a folder)")
         with open_session(manifest, store, backend, license_file) as session:
             report_pending(session)
             snap = session.snapshot(hash_files, host)
@@ -297,7 +299,7 @@ def snapshot(
             typer.echo(render.dumps(with_checksum(snap.to_doc())))
         else:
             save_snapshot(out, snap)
-            typer.echo(f"Snapshot of {snap.scan.root} ({len(snap.scan.files)} files) written to {out}.", err=True)
+            typer.echo(f"Snapshot of {snap.scan.root} ({render.count(len(snap.scan.files), 'file')}) written to {out}.", err=True)
 
 
 @app.command("list")

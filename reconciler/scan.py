@@ -14,7 +14,7 @@ import time
 from collections.abc import Container
 from dataclasses import dataclass, replace
 
-from .errors import StoreError, StoreNotFound
+from .errors import ConfigError, StoreError, StoreNotFound
 from .hashing import file_sha256
 from .stores import ModelStore, walk_store
 
@@ -142,6 +142,19 @@ def resolve_root(local: str) -> tuple[str, list[str]]:
         raise StoreError(f"store folder {given} is the filesystem root; a model store must be a folder of its own")
     warnings = [f"store folder {given} is a symlink (or under one); using its target {root}"] if root != given else []
     return root, warnings
+
+
+def mutable_root(given: str) -> str:
+    """The store's real path for a command that changes it. A store path whose last component is a
+    symbolic link is refused (ConfigError): its folder's parent may be writable by another user, who
+    could point the link at any folder between two runs; the real folder's path must be given."""
+    path = os.path.abspath(given)
+    if os.path.islink(path):
+        raise ConfigError(
+            f"store path {path} is a symbolic link (to {os.path.realpath(path)}); commands that move files act only on "
+            "a real folder path: give the link's target as the store path"
+        )
+    return resolve_root(path)[0]
 
 
 def relative_name(path: str, local: str, root: str) -> str:

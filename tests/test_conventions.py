@@ -388,3 +388,15 @@ def test_check_prometheus_reports_its_own_failure(tmp_path: Path) -> None:
     result = run_cli("check", str(tmp_path / "missing.yaml"), "--format", "prometheus")
     assert result.returncode == ExitCode.ERROR
     assert "ocr_reconcile_check_success 0" in result.stdout.splitlines()
+
+
+def test_a_saved_plan_applied_twice_says_so_and_snapshots_end_in_json(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "p.json"
+    assert runner.invoke(app, ["plan", str(write_manifest()), "--out", str(plan_file)]).exit_code == ExitCode.OK
+    assert runner.invoke(app, ["apply", str(plan_file)]).exit_code == ExitCode.OK
+    again = runner.invoke(app, ["apply", str(plan_file)])
+    assert again.exit_code == ExitCode.STALE_PLAN and "it was applied already" in again.stderr, again.output
+    snap = runner.invoke(app, ["snapshot", "--store", str(store), "--backend", "directory", "--out", str(tmp_path / "s.yaml")])
+    assert snap.exit_code == ExitCode.ERROR and "must end in .json" in snap.stderr and not (tmp_path / "s.yaml").exists()
