@@ -257,9 +257,7 @@ def check(
 
     --format prometheus writes the node_exporter textfile collector's format."""
     with errors():
-        if fmt not in ("text", "json", "prometheus") or (as_json and fmt not in ("text", "json")):
-            raise UsageError(f"--format must be text, json or prometheus (got {fmt!r}; --json is --format json)")
-        fmt = "json" if as_json else fmt
+        fmt = output_format(fmt, as_json, ("text", "json", "prometheus"))
         try:
             with open_session(manifest_file, store, backend, license_file) as session:
                 report_pending(session)

@@ -11,7 +11,18 @@ import typer
 from . import render, render_runs
 from .api import Session, open_session
 from .catalogue import BackupRun
-from .cli_support import BackupDirOpt, JsonOpt, LockTimeoutOpt, ManifestOpt, StoreOpt, YesOpt, confirm, errors, report_pending
+from .cli_support import (
+    BackupDirOpt,
+    JsonOpt,
+    LockTimeoutOpt,
+    ManifestOpt,
+    StoreOpt,
+    YesOpt,
+    confirm,
+    errors,
+    output_format,
+    report_pending,
+)
 from .errors import UsageError
 from .patterns import parse_duration
 from .retention import Retention
@@ -35,9 +46,7 @@ def backups(
         ctx.obj = {"manifest": manifest, "store": store, "backup_dir": backup_dir}
         return
     with errors(), open_session(manifest, store, backup_dir=backup_dir) as session:
-        if fmt not in ("text", "json"):
-            raise UsageError(f"--format must be text or json (got {fmt!r})")
-        as_json = as_json or fmt == "json"
+        as_json = output_format(fmt, as_json, ("text", "json")) == "json"
         report_pending(session)
         runs = session.backups()
         typer.echo(render.dumps(render_runs.runs_json(runs)) if as_json else render_runs.runs_text(runs, str(session.backup_root())))

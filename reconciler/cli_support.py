@@ -237,9 +237,10 @@ def say_recovery(held: Held) -> None:
         typer.echo(render_runs.recovery_text(held.recovery), err=True)
 
 
-def output_format(fmt: str, as_json: bool) -> str:
-    if fmt not in render.FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(render.FORMATS)} (got {fmt!r})")
+def output_format(fmt: str, as_json: bool, formats: tuple[str, ...] = render.FORMATS) -> str:
+    """The format asked for with ``--format`` (one of ``formats``) or ``--json``; UsageError otherwise."""
+    if fmt not in formats:
+        raise UsageError(f"--format must be one of {', '.join(formats)} (got {fmt!r})")
     if as_json and fmt not in ("text", "json"):
         raise UsageError(f"--json and --format {fmt} ask for different formats; give one")
     return "json" if as_json else fmt
