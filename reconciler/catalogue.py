@@ -81,9 +81,12 @@ class StoreId:
 class Entry:
     """One entry a run holds: its store-relative name, what it was and how it got there.
 
-    ``sha256`` is of the bytes (None for a symlink). ``method`` is ``rename`` (same filesystem) or
-    ``copy`` (copied, fsynced, verified, original unlinked). ``restored_ns`` is set once a restore
-    put it back (the index keeps it, as the run's audit trail).
+    ``sha256`` is of the bytes when it is known without reading them again (a copy hashes what it
+    writes; a rename reads nothing: None unless the scan knew it). ``identity`` is (device, inode,
+    size, mtime_ns) of the entry as placed in the run: a restore checks it instead of hashing.
+    ``method`` is ``rename`` (same filesystem) or ``copy`` (copied, fsynced, verified, original
+    unlinked). ``restored_ns`` is set once a restore put it back (the index keeps it, as the run's
+    audit trail).
     """
 
     name: str
@@ -93,10 +96,12 @@ class Entry:
     link_target: str | None
     method: str
     restored_ns: int | None = None
+    identity: tuple[int, int, int, int] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Entry:
         restored = data.get("restored_ns")
+        ident = data.get("identity")
         return cls(
             str(data["name"]),
             str(data["kind"]),
@@ -105,6 +110,7 @@ class Entry:
             data.get("link_target"),
             str(data.get("method", "rename")),
             int(restored) if restored is not None else None,
+            (int(ident[0]), int(ident[1]), int(ident[2]), int(ident[3])) if isinstance(ident, list) and len(ident) == 4 else None,
         )
 
 
@@ -149,7 +155,9 @@ class BackupRun:
             "store": self.store,
             "store_id": list(self.store_id) if self.store_id else None,
             "manifest": asdict(self.manifest),
-            "entries": [{k: v for k, v in asdict(e).items() if k != "restored_ns" or v is not None} for e in self.entries],
+            "entries": [
+                {k: v for k, v in asdict(e).items() if k not in ("restored_ns", "identity") or v is not None} for e in self.entries
+            ],
         }
         if self.skipped:
             doc["skipped"] = [{"name": n, "why": w} for n, w in self.skipped]

@@ -24,7 +24,7 @@ from . import faults
 from .catalogue import BackupRun, Provenance, Status, create_run, open_backup_root
 from .errors import ApplyError
 from .fsops import DIR_FLAGS, Tree, open_regular, rename_noreplace, split
-from .hashing import CHUNK, StreamHasher, fd_sha256, file_sha256
+from .hashing import CHUNK, StreamHasher
 from .layout import temp_name
 from .scan import FileFacts
 
@@ -136,10 +136,11 @@ class Unsettled(Exception):
     """The entry did move (``method``, ``digest``), but a step after the move failed (an fsync of its
     folders): the run records the move, then stops with ``error``."""
 
-    def __init__(self, method: str, digest: str | None, error: OSError) -> None:
+    def __init__(self, method: str, digest: str | None, identity: list[int] | None, error: OSError) -> None:
         super().__init__(str(error))
         self.method = method
         self.digest = digest
+        self.identity = identity
         self.error = error
 
 
@@ -219,19 +220,18 @@ def check_unchanged(move: Move, now: os.stat_result | None) -> None:
         raise Skip("changed since the plan was made; left in place")
 
 
-def moved_digest(tree: Tree, move: Move) -> str | None:
-    """The sha256 of what a move put at its destination in ``tree`` (None for a symlink)."""
-    if move.facts.kind == "symlink":
-        return None
-    parent, base = split(move.name)
-    return file_sha256(base, dir_fd=tree.dir(parent), follow=False)
+def placed_identity(tree: Tree, move: Move) -> list[int] | None:
+    """(device, inode, size, mtime_ns) of what a move put at its destination in ``tree``."""
+    st = tree.lstat(move.name)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns] if st is not None else None
 
 
-def move_entry(header: RunHeader, index: int, move: Move, trees: Trees) -> tuple[str, str | None]:
+def move_entry(header: RunHeader, index: int, move: Move, trees: Trees) -> tuple[str, str | None, list[int] | None]:
     """Move one entry, never following a link (a link is moved as a link), never replacing anything.
 
-    Returns the method and the sha256 of the moved bytes (None for a symlink). Raises Skip when the
-    entry must stay where it is.
+    Returns the method, the sha256 of the moved bytes when known without reading them again (a copy
+    hashes what it writes; a rename reads nothing), and the placed entry's identity. Raises Skip when
+    the entry must stay where it is.
     """
     source, _ = trees.ends(move, create=False)
     if source is None:
@@ -264,20 +264,21 @@ def move_entry(header: RunHeader, index: int, move: Move, trees: Trees) -> tuple
         if exc.errno != errno.EXDEV:  # another filesystem, or two bind mounts of one
             raise
         digest = _copy_verified(move, src_fd, dst_fd, header.temp(index), os.path.join(dest.path, move.name))
-        _sync(src_fd, dst_fd, "copy", digest)
-        return "copy", digest
+        identity = placed_identity(dest, move)
+        _sync(src_fd, dst_fd, "copy", digest, identity)
+        return "copy", digest, identity
     faults.step("renamed")
-    digest = moved_digest(dest, move)  # rename copies nothing, so hash once, from the new place
-    _sync(src_fd, dst_fd, "rename", digest)
-    return "rename", digest
+    identity = placed_identity(dest, move)  # a rename copies nothing: no byte is read, its identity is the proof
+    _sync(src_fd, dst_fd, "rename", move.facts.sha256, identity)
+    return "rename", move.facts.sha256, identity
 
 
-def _sync(src_fd: int, dst_fd: int, method: str, digest: str | None) -> None:
+def _sync(src_fd: int, dst_fd: int, method: str, digest: str | None, identity: list[int] | None) -> None:
     try:
         os.fsync(dst_fd)
         os.fsync(src_fd)
     except OSError as exc:
-        raise Unsettled(method, digest, exc) from None
+        raise Unsettled(method, digest, identity, exc) from None
 
 
 def _copy_verified(move: Move, src_fd: int, dst_fd: int, tmp: str, shown: str) -> str | None:
@@ -342,9 +343,9 @@ def _write_copy(move: Move, fin: int, before: os.stat_result, dst_fd: int, tmp: 
         os.fchmod(fout, stat.S_IMODE(before.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))  # a copy never gains set-id powers
         os.utime(fout, ns=(before.st_atime_ns, before.st_mtime_ns))
         os.fsync(fout)
-        digest = want.hexdigest()
-        if fd_sha256(fout) != digest:
-            raise OSError(errno.EIO, f"verification of the copy of {move.name} failed")
+        digest = want.hexdigest()  # of the bytes written, in the same pass: no read-back
+        if move.facts.sha256 is not None and digest != move.facts.sha256:
+            raise OSError(errno.EIO, f"{move.name} does not match the sha256 recorded for it")
     except BaseException:
         os.close(fout)
         _discard(dst_fd, tmp)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .catalogue import BackupRun, Entry, Provenance, Status, new_run_id
 from .errors import BackupError, RestoreConflictError, StoreNotFound
@@ -116,17 +116,32 @@ def read_restore_facts(run: BackupRun, entries: Sequence[Entry], store: str) -> 
         raise StoreNotFound(store, for_restore=True)
     held, intact, destinations = {}, {}, {}
     for entry in entries:
-        held[entry.name] = stat_entry(os.fspath(run.path), entry.name)
-        intact[entry.name] = entry.kind != "file" or file_sha256(run.path / entry.name) == entry.sha256
+        copy = held[entry.name] = stat_entry(os.fspath(run.path), entry.name)
+        intact[entry.name] = copy is not None and _intact(run, entry, copy)
         there = stat_entry(store, entry.name)
-        destinations[entry.name] = Destination(there, there is not None and _same(store, entry, there))
+        destinations[entry.name] = Destination(there, there is not None and _same(run, store, entry, there))
     return RestoreFacts(held, intact, destinations)
 
 
-def _same(store: str, entry: Entry, there: FileFacts) -> bool:
+def _intact(run: BackupRun, entry: Entry, copy: FileFacts) -> bool:
+    """Whether the backup copy is the entry the run recorded: by identity (nothing read) when the
+    index has it, else by sha256 (an index written before identities were recorded)."""
+    if entry.kind != "file":
+        return copy.kind == entry.kind
+    if entry.identity is not None:
+        return (copy.kind, copy.dev, copy.inode, copy.size, copy.mtime_ns) == ("file", *entry.identity)
+    return file_sha256(run.path / entry.name) == entry.sha256
+
+
+def _same(run: BackupRun, store: str, entry: Entry, there: FileFacts) -> bool:
+    """Whether the file already at the destination is the backed-up one (then it is left alone).
+    Bytes are read only for a same-size regular file in the way."""
     if entry.kind == "symlink":
         return there.kind == "symlink" and there.link_target == entry.link_target
-    return there.kind == "file" and file_sha256(os.path.join(store, entry.name)) == entry.sha256
+    if there.kind != "file" or there.size != entry.size:
+        return False
+    want = entry.sha256 or file_sha256(run.path / entry.name)
+    return want is not None and file_sha256(os.path.join(store, entry.name)) == want
 
 
 def decide_restore(
@@ -142,7 +157,7 @@ def decide_restore(
             raise BackupError(f"backup file {run.path / entry.name} is missing; nothing was restored", run.run_id, [entry.name])
         if not facts.intact[entry.name]:
             raise BackupError(
-                f"backup file {run.path / entry.name} does not match the sha256 in its index; nothing was restored",
+                f"backup file {run.path / entry.name} is not the file its index recorded (changed or replaced); nothing was restored",
                 run.run_id,
                 [entry.name],
             )
@@ -163,6 +178,7 @@ def decide_restore(
         if entry.name not in present:
             held = facts.held[entry.name]
             assert held is not None
+            held = replace(held, sha256=entry.sha256)  # a copy across filesystems verifies it on its one pass
             moves.append(Move(os.fspath(run.path / entry.name), os.path.join(store, entry.name), Role.RESTORE, held))
     names = tuple(e.name for e in entries) if len(entries) != len(run.held) else ()
     return RestorePlan(run, store, tuple(moves), present, displaced_run_id if conflicts else None, names, force)

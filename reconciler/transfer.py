@@ -31,10 +31,10 @@ from .catalogue import BackupRun, Entry, Status, StoreId, mark_restored, write_i
 from .errors import ApplyError, PendingRunError
 from .journal import Journal, StoreLock
 from .layout import journal_path
-from .moves import Move, Op, Role, RunHeader, Skip, Trees, Unsettled, move_entry, moved_digest
+from .moves import Move, Op, Role, RunHeader, Skip, Trees, Unsettled, move_entry, placed_identity
 from .retention import Retention, prune_runs, remove_if_empty
 
-__all__ = ["Move", "Op", "Outcome", "Role", "RunHeader", "RunState", "Skip", "Trees", "execute", "moved_digest", "run_moves"]
+__all__ = ["Move", "Op", "Outcome", "Role", "RunHeader", "RunState", "Skip", "Trees", "execute", "placed_identity", "run_moves"]
 
 _SKIP_ERRNOS = (errno.EACCES, errno.EPERM)
 
@@ -97,12 +97,18 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
         if move.key in state.done or move.key in state.skipped:
             continue
         try:
-            method, digest = move_entry(header, index, move, trees)
+            method, digest, identity = move_entry(header, index, move, trees)
         except Skip as skipped:
             skip(move, str(skipped))
             continue
         except Unsettled as unsettled:
-            record = {"type": "done", "key": move.key, "method": unsettled.method, "sha256": unsettled.digest}
+            record = {
+                "type": "done",
+                "key": move.key,
+                "method": unsettled.method,
+                "sha256": unsettled.digest,
+                "identity": unsettled.identity,
+            }
             journal.record(record)
             state.done[move.key] = record
             failure = unsettled.error.strerror or str(unsettled.error)
@@ -117,7 +123,7 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
                 f"moving {move.name} failed: {exc.strerror or exc}; it is still whole where it was. Moved before the failure: {moved_names}"
             )
             break
-        record = {"type": "done", "key": move.key, "method": method, "sha256": digest}
+        record = {"type": "done", "key": move.key, "method": method, "sha256": digest, "identity": identity}
         journal.record(record)
         state.done[move.key] = record
         faults.step("recorded")
@@ -136,7 +142,9 @@ def _name_of(key: str) -> str:
 
 def _entry(move: Move, record: dict[str, Any]) -> Entry:
     f = move.facts
-    return Entry(f.name, f.kind, f.size, record.get("sha256"), f.link_target, record.get("method", "rename"))
+    ident = record.get("identity")
+    identity = (ident[0], ident[1], ident[2], ident[3]) if isinstance(ident, list) and len(ident) == 4 else None
+    return Entry(f.name, f.kind, f.size, record.get("sha256"), f.link_target, record.get("method", "rename"), identity=identity)
 
 
 def _finalise(header: RunHeader, state: RunState, trees: Trees, failed: bool) -> tuple[str, ...]:

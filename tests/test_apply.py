@@ -52,7 +52,10 @@ def test_apply_moves_exactly_the_delete_set_and_restore_undoes_it(store: Path, w
     assert all(backed[n] == before[n] for n in STALE)
     index = json.loads((run_dir / INDEX_NAME).read_text())
     assert index["status"] == "complete"
-    assert {e["name"]: e["sha256"] for e in index["entries"] if e["kind"] == "file"} == {n: before[n] for n in STALE if n != "latest.gguf"}
+    # a rename reads no byte: the index records each file's identity as placed, not a hash (issue 10)
+    for e in index["entries"]:
+        st = os.lstat(run_dir / e["name"])
+        assert e["identity"] == [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns] and e["sha256"] is None
     # the symlink moved as a link; its target stayed
     assert os.readlink(run_dir / "latest.gguf") == "phi-2.Q4_K_M.gguf"
     # second apply: nothing to do
@@ -180,7 +183,7 @@ def test_restore_refuses_a_corrupted_backup_copy(store: Path, write_manifest: Ca
     backup_root = default_backup_root(str(store))
     result = apply(write_manifest())
     run = find_run(backup_root, str(result.run_id))
-    (run.path / "phi-2.Q4_K_M.gguf").write_bytes(b"bit rot")
-    with pytest.raises(BackupError, match="does not match the sha256"):
+    (run.path / "phi-2.Q4_K_M.gguf").write_bytes(b"bit rot")  # a write changes its identity (mtime, size)
+    with pytest.raises(BackupError, match="is not the file its index recorded"):
         restore(write_manifest(), run.run_id, [])
     assert not (store / "mistral-7b-v0.1.Q2_K.gguf").exists()  # nothing restored, not even the good ones

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import reconciler
 from reconciler import (
     Action,
+    BackupError,
     ExitCode,
     GuardError,
     LockedError,
@@ -233,11 +234,16 @@ def test_a_restore_plan_is_checked_again_under_the_lock(store: Path, write_manif
             session.restore(planned)
         (store / "latest.gguf").unlink()
         planned = session.plan_restore(result.run_id)
-        os.utime(result.run_dir / "phi-2.Q4_K_M.gguf", ns=(1, 1))
+        os.utime(result.run_dir / "phi-2.Q4_K_M.gguf", ns=(1, 1))  # the backup copy is no longer the one recorded
+        with pytest.raises(BackupError, match="is not the file its index recorded"):
+            session.restore(planned)
+        assert tree_digest(store) == {k: v for k, v in before.items() if k != "latest.gguf"}
+        planned = session.plan_restore(result.run_id, ["mistral-7b-v0.1.Q2_K.gguf"])
+        (store / "mistral-7b-v0.1.Q2_K.gguf").write_bytes((result.run_dir / "mistral-7b-v0.1.Q2_K.gguf").read_bytes())  # put back by hand
         with pytest.raises(StalePlanError) as stale:
             session.restore(planned)
         assert stale.value.subject == "restore plan" and str(stale.value).startswith("restore plan is stale")
-        assert tree_digest(store) == {k: v for k, v in before.items() if k != "latest.gguf"}
+        assert (result.run_dir / "mistral-7b-v0.1.Q2_K.gguf").exists()
 
 
 def test_an_unfinished_run_is_not_restored(store: Path, write_manifest: Callable[..., Path]) -> None:
