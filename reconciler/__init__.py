@@ -20,38 +20,111 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import Held, Session, manifest_of, open_session, plan_fleet
-from .apply import ApplyResult
-from .catalogue import BackupRun, Entry
-from .errors import (
-    ApplyError,
-    BackupError,
-    CannotConvergeError,
-    ConfigError,
-    ConfirmationRefused,
-    EngineError,
-    ExitCode,
-    GuardError,
-    JournalError,
-    LockedError,
-    ManifestError,
-    PendingRunError,
-    PlanFileError,
-    ReconcilerError,
-    RelativeStoreError,
-    RestoreConflictError,
-    StalePlanError,
-    StoreError,
-    StoreNotFound,
-    UnknownRunError,
-    UsageError,
-)
-from .manifest import Manifest, load_manifest
-from .plan import Action, Change, FleetPlan, Guard, Guards, Plan, Summary, Violation
-from .planfile import SavedPlan, Snapshot, fleet_doc, load_plan, load_snapshot, plan_doc, save_plan, save_snapshot
-from .recovery import Abandoned, Pending, Recovery
-from .restore import RestorePlan, RestoreResult
-from .scan import FileFacts, StoreScan
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `ocr-reconcile --version` imports none of them
+    from .api import Held, Session, manifest_of, open_session, plan_fleet
+    from .apply import ApplyResult
+    from .catalogue import BackupRun, Entry
+    from .errors import (
+        ApplyError,
+        BackupError,
+        CannotConvergeError,
+        ConfigError,
+        ConfirmationRefused,
+        EngineError,
+        ExitCode,
+        GuardError,
+        JournalError,
+        LockedError,
+        ManifestError,
+        PendingRunError,
+        PlanFileError,
+        ReconcilerError,
+        RelativeStoreError,
+        RestoreConflictError,
+        StalePlanError,
+        StoreError,
+        StoreNotFound,
+        UnknownRunError,
+        UsageError,
+    )
+    from .manifest import Manifest, load_manifest
+    from .plan import Action, Change, FleetPlan, Guard, Guards, Plan, Summary, Violation
+    from .planfile import SavedPlan, Snapshot, fleet_doc, load_plan, load_snapshot, plan_doc, save_plan, save_snapshot
+    from .recovery import Abandoned, Pending, Recovery
+    from .restore import RestorePlan, RestoreResult
+    from .scan import FileFacts, StoreScan
+
+_WHERE = {
+    "Abandoned": "recovery",
+    "Action": "plan",
+    "ApplyError": "errors",
+    "ApplyResult": "apply",
+    "BackupError": "errors",
+    "BackupRun": "catalogue",
+    "CannotConvergeError": "errors",
+    "Change": "plan",
+    "ConfigError": "errors",
+    "ConfirmationRefused": "errors",
+    "EngineError": "errors",
+    "Entry": "catalogue",
+    "ExitCode": "errors",
+    "FileFacts": "scan",
+    "FleetPlan": "plan",
+    "Guard": "plan",
+    "GuardError": "errors",
+    "Guards": "plan",
+    "Held": "api",
+    "JournalError": "errors",
+    "LockedError": "errors",
+    "Manifest": "manifest",
+    "ManifestError": "errors",
+    "Pending": "recovery",
+    "PendingRunError": "errors",
+    "Plan": "plan",
+    "PlanFileError": "errors",
+    "ReconcilerError": "errors",
+    "Recovery": "recovery",
+    "RelativeStoreError": "errors",
+    "RestoreConflictError": "errors",
+    "RestorePlan": "restore",
+    "RestoreResult": "restore",
+    "SavedPlan": "planfile",
+    "Session": "api",
+    "Snapshot": "planfile",
+    "StalePlanError": "errors",
+    "StoreError": "errors",
+    "StoreNotFound": "errors",
+    "StoreScan": "scan",
+    "Summary": "plan",
+    "UnknownRunError": "errors",
+    "UsageError": "errors",
+    "Violation": "plan",
+    "fleet_doc": "planfile",
+    "load_manifest": "manifest",
+    "load_plan": "planfile",
+    "load_snapshot": "planfile",
+    "manifest_of": "api",
+    "open_session": "api",
+    "plan_doc": "planfile",
+    "plan_fleet": "api",
+    "save_plan": "planfile",
+    "save_snapshot": "planfile",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name from its module on first use (and keep it)."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reconciler' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Abandoned",

@@ -42,6 +42,7 @@ FRONT_ENDS = {
     "cli.py",
     "cli_backups.py",
     "cli_support.py",
+    "console.py",
     "render.py",
     "render_runs.py",
 }  # the CLI layer: the only modules that may name flags
