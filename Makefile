@@ -51,6 +51,7 @@ test-fast: lint typecheck pytest-fast
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_scan_plan.py
+	$(BIN)/python bench/bench_moves.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
