@@ -6,14 +6,10 @@ and every mutating call runs under the store lock, taking it itself unless the c
 :class:`Held` lock it already took with :meth:`Session.lock`. Errors are :mod:`~.errors` classes
 carrying structured data; nothing here prints or names a command-line flag.
 
-Example::
-
-    from reconciler import open_session
+Example (``reconciler/__init__.py`` has a longer one)::
 
     with open_session(manifest="manifests/example.yaml", store="/srv/models") as session:
-        plan = session.plan()
-        if plan.has_changes:
-            result = session.apply(plan)      # locks, re-checks the plan against the store, moves
+        result = session.apply(session.plan())    # locks, re-checks the plan against the store, moves
 """
 
 from __future__ import annotations
@@ -29,6 +25,7 @@ from pathlib import Path
 from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
 from .catalogue import BackupRun, Status, StoreId, find_run, list_runs, open_backup_root
 from .errors import BackupError, ManifestError, RelativeStoreError, StalePlanError, StoreError, StoreNotFound, UsageError
+from .hashcache import HashCache
 from .journal import StoreLock, store_lock
 from .layout import default_backup_root
 from .manifest import Manifest, ManifestRef, load_manifest
@@ -63,9 +60,11 @@ class Session:
         backup_dir: Path | None,
         lock_timeout: float,
         saved: SavedPlan | None = None,
+        hash_cache: bool = True,
     ) -> None:
         self._stack = stack
         self.saved = saved
+        self.hash_cache = hash_cache
         self.manifest = manifest
         self._store_path = store
         self._backend_given = backend
@@ -113,7 +112,12 @@ class Session:
     def scan(self, hash_all: bool = False) -> StoreScan:
         """Scan the store (read-only), hashing the manifest's pinned models, or every file."""
         self._given_root()  # refuses an engine folder that would be relative to the current directory
-        return scan_store(self._store(), Everything() if hash_all else (self.manifest.pinned if self.manifest else ()))
+        names = Everything() if hash_all else (self.manifest.pinned if self.manifest else ())
+        return scan_store(self._store(), names, self._cache())
+
+    def _cache(self) -> HashCache:
+        """The store's hash cache (disabled: always re-hash, and never write it)."""
+        return HashCache(self.store_root(), enabled=self.hash_cache)
 
     def plan(self, max_delete: int | None = None, allow_empty: bool = False, guards: Guards | None = None) -> Plan:
         """Scan and diff against the manifest. ``guards``, when given, replace the other two. In a
@@ -140,7 +144,7 @@ class Session:
         come from the current manifest and the caller, never from the file: a hand-edited plan with a
         recomputed checksum cannot lift them."""
         manifest = manifest_of(saved)
-        scan = scan_store(self._store(), manifest.pinned)
+        scan = scan_store(self._store(), manifest.pinned, self._cache())
         fresh = make_plan(manifest, scan, guards_for(manifest, max_delete, allow_empty))
         _check_fresh(saved.plan, fresh, same_backend)
         return fresh
@@ -313,6 +317,7 @@ def open_session(
     backup_dir: str | os.PathLike[str] | None = None,
     lock_timeout: float = 0.0,
     saved: SavedPlan | None = None,
+    hash_cache: bool = True,
 ) -> Iterator[Session]:
     """Open a session on a store. ``manifest`` (a path or a loaded :class:`Manifest`) supplies the
     store path, backend and backup settings that the other arguments do not override. The engine,
@@ -336,6 +341,7 @@ def open_session(
             Path(backup_dir) if backup_dir is not None else None,
             lock_timeout,
             saved,
+            hash_cache,
         )
 
 

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from . import __version__, render, render_runs
-from .api import open_session, plan_fleet
+from .api import plan_fleet
 from .catalogue import BackupRun
 from .cli_backups import backups_app
 from .cli_support import (
@@ -38,6 +38,7 @@ from .cli_support import (
     colour,
     confirm,
     errors,
+    open_store_session,
     output_format,
     report_pending,
     say_recovery,
@@ -72,6 +73,7 @@ def _version(value: bool) -> None:
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log engine and store steps to stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only outcomes, summaries, warnings and errors.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Hash pinned models again instead of trusting the hash cache.")] = False,
     color: Annotated[
         str, typer.Option("--color", metavar="auto|always|never", help="Colour the plan (auto: on a terminal, unless NO_COLOR is set).")
     ] = "auto",
@@ -79,7 +81,7 @@ def _main(
 ) -> None:
     if color not in ("auto", "always", "never"):
         raise typer.BadParameter(f"must be auto, always or never (got {color!r})", param_hint="--color")
-    SETTINGS.quiet, SETTINGS.color = quiet, color
+    SETTINGS.quiet, SETTINGS.color, SETTINGS.no_cache = quiet, color, no_cache
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="ocr-reconcile: %(message)s", stream=sys.stderr, force=True
     )
@@ -150,7 +152,7 @@ def plan(
                 raise UsageError(f"--state plans snapshots, not a live store: {', '.join(given)} cannot be combined with it")
             result: Plan | FleetPlan = plan_fleet(manifest, snapshots, max_delete, allow_empty)
         else:
-            with open_session(manifest, store, backend, license_file, backup_dir=backup_dir) as session:
+            with open_store_session(manifest, store, backend, license_file, backup_dir=backup_dir) as session:
                 report_pending(session)
                 result = live = session.plan(max_delete, allow_empty)
                 pruning = session.would_prune(live)
@@ -190,7 +192,7 @@ def apply(
             raise UsageError("a saved plan is applied to the store it was made for: --store and --backend go with plan")
         saved = load_plan(source) if source.suffix == ".json" else None
         with (
-            open_session(
+            open_store_session(
                 None if saved else source, store, backend, license_file, backup_dir=backup_dir, lock_timeout=lock_timeout, saved=saved
             ) as session,
             session.lock() as held,
@@ -234,7 +236,7 @@ def show(
         shown = render.dumps(with_checksum(saved.to_doc())) if fmt == "json" else render.render_plan(saved.plan, fmt, view(show_unchanged))
         typer.echo(shown, nl=fmt != "markdown", color=colour())
         try:  # read with the directory backend: no engine needed to tell staleness
-            with open_session(backend="directory", saved=saved) as session:
+            with open_store_session(backend="directory", saved=saved) as session:
                 report_pending(session)
                 session.verify(saved, same_backend=False)
         except StalePlanError as exc:
@@ -259,7 +261,7 @@ def check(
     with errors():
         fmt = output_format(fmt, as_json, ("text", "json", "prometheus"))
         try:
-            with open_session(manifest_file, store, backend, license_file) as session:
+            with open_store_session(manifest_file, store, backend, license_file) as session:
                 report_pending(session)
                 result = session.plan()
         except ReconcilerError:
@@ -290,7 +292,7 @@ def snapshot(
     with errors():
         if out is not None and out.suffix != ".json":
             raise UsageError(f"--out {out}: a snapshot's name must end in .json (plan --state reads *.json from a folder)")
-        with open_session(manifest, store, backend, license_file) as session:
+        with open_store_session(manifest, store, backend, license_file) as session:
             report_pending(session)
             snap = session.snapshot(hash_files, host)
         if out is None:
@@ -314,7 +316,7 @@ def list_(
     """Show what the store holds: name, size, declared/whitelisted/unmanaged, engine visibility."""
     with errors():
         fmt = output_format(fmt, as_json)
-        with open_session(manifest_file, store, backend, license_file) as session:
+        with open_store_session(manifest_file, store, backend, license_file) as session:
             report_pending(session)
             scan = session.scan()
         typer.echo(render.render_list(scan, session.manifest, fmt), nl=fmt != "markdown")
@@ -334,7 +336,7 @@ def restore(
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
     """Put backed-up files back into the store; never overwrites a different file unless --force."""
-    with errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
+    with errors(), open_store_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
         target = session.restore_target(session.find_run(run_id))
         if dry_run:
             report_pending(session, target)  # a dry run does not recover: an interrupted run can change its answer
@@ -364,7 +366,7 @@ def recover_(
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> None:
     """Finish a run that a crash interrupted (apply and restore do this first by themselves)."""
-    with errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
+    with errors(), open_store_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
         if abandon:
             gone = session.abandon()
             typer.echo(render_runs.abandoned_text(gone) if gone else f"Nothing to abandon on {session.store_root()}.")

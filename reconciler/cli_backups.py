@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from . import render, render_runs
-from .api import Session, open_session
+from .api import Session
 from .catalogue import BackupRun
 from .cli_support import (
     BackupDirOpt,
@@ -20,6 +20,7 @@ from .cli_support import (
     YesOpt,
     confirm,
     errors,
+    open_store_session,
     output_format,
     report_pending,
 )
@@ -45,7 +46,7 @@ def backups(
     if ctx.invoked_subcommand is not None:  # `backups --store DIR delete RUN`: the subcommand uses them
         ctx.obj = {"manifest": manifest, "store": store, "backup_dir": backup_dir}
         return
-    with errors(), open_session(manifest, store, backup_dir=backup_dir) as session:
+    with errors(), open_store_session(manifest, store, backup_dir=backup_dir) as session:
         as_json = output_format(fmt, as_json, ("text", "json")) == "json"
         report_pending(session)
         runs = session.backups()
@@ -65,7 +66,7 @@ def delete(
 ) -> None:
     """Delete backup runs for good (only what each run's index lists), under the store lock."""
     manifest, store, backup_dir = _inherit(ctx, manifest, store, backup_dir)
-    with errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
+    with errors(), open_store_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
         _delete(session.find_runs(run_ids), session, dry_run, yes, "Delete")
 
 
@@ -86,7 +87,7 @@ def prune(
     """Delete the runs a retention makes surplus: --keep and --older-than, else the manifest's backup.keep
     and backup.max_age."""
     manifest, store, backup_dir = _inherit(ctx, manifest, store, backup_dir)
-    with errors(), open_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
+    with errors(), open_store_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
         if keep is None and older_than is None:
             if session.manifest is None:
                 raise UsageError("give --keep N or --older-than AGE, or -m MANIFEST for its backup.keep and backup.max_age")

@@ -13,7 +13,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +23,7 @@ from typer._click.core import ParameterSource
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from . import render, render_runs
-from .api import Held, Session
+from .api import Held, Session, open_session
 from .errors import (
     ConfirmationRefused,
     ExitCode,
@@ -252,9 +252,16 @@ class Settings:
 
     quiet: bool = False
     color: str = "auto"
+    no_cache: bool = False
 
 
 SETTINGS = Settings()
+
+
+def open_store_session(*args: Any, **kwargs: Any) -> AbstractContextManager[Session]:
+    """:func:`~.api.open_session` with this invocation's global options (``--no-cache``)."""
+    kwargs.setdefault("hash_cache", not SETTINGS.no_cache)
+    return open_session(*args, **kwargs)
 
 
 def colour() -> bool:

@@ -3,6 +3,7 @@
 A store ``/srv/models`` gets siblings, never children (the engine would list a child as a model):
 
 - ``/srv/models.ocr-reconcile.lock``: the store lock (``journal.store_lock``);
+- ``/srv/models.ocr-reconcile-hashes.json``: the hash cache (``hashcache.py``);
 - ``/srv/models.ocr-reconcile-journal``: the write-ahead journal of an unfinished run (``journal.py``);
 - ``/srv/models.ocr-reconcile-backups/``: the default backup folder, one sub-folder per run, each with
   an index, ``.ocr-reconcile-index.json`` (``catalogue.py``);
@@ -20,6 +21,7 @@ from pathlib import Path
 LOCK_SUFFIX = ".ocr-reconcile.lock"
 JOURNAL_SUFFIX = ".ocr-reconcile-journal"
 BACKUP_SUFFIX = ".ocr-reconcile-backups"
+HASH_CACHE_SUFFIX = ".ocr-reconcile-hashes.json"
 INDEX_NAME = ".ocr-reconcile-index.json"  # in a run folder; never a store-relative name (see is_control_name)
 LEGACY_INDEX_NAME = "index.json"  # runs made before 0.2 (read, never written)
 TOOL_PREFIX = ".ocr-reconcile-"  # a base name starting so is the tool's, never a model
@@ -30,7 +32,9 @@ def is_control_name(name: str) -> bool:
     """Whether a store-relative ``name`` is a file ocr-reconcile keeps for some store (a store nested
     inside another has its lock, journal and backups there): never planned as an unmanaged file."""
     first = name.split("/", 1)[0]
-    return first.endswith((LOCK_SUFFIX, JOURNAL_SUFFIX, BACKUP_SUFFIX)) or name.rpartition("/")[2].startswith(TOOL_PREFIX)
+    return first.endswith((LOCK_SUFFIX, JOURNAL_SUFFIX, BACKUP_SUFFIX, HASH_CACHE_SUFFIX)) or name.rpartition("/")[2].startswith(
+        TOOL_PREFIX
+    )
 
 
 def _beside(store_root: str, suffix: str) -> Path:
@@ -40,6 +44,11 @@ def _beside(store_root: str, suffix: str) -> Path:
 def lock_path(store_root: str) -> Path:
     """The store lock file: ``<store>.ocr-reconcile.lock``."""
     return _beside(store_root, LOCK_SUFFIX)
+
+
+def hash_cache_path(store_root: str) -> Path:
+    """The hash cache: ``<store>.ocr-reconcile-hashes.json`` (``hashcache.py``)."""
+    return _beside(store_root, HASH_CACHE_SUFFIX)
 
 
 def journal_path(store_root: str) -> Path:

@@ -15,6 +15,7 @@ from collections.abc import Container
 from dataclasses import dataclass, replace
 
 from .errors import ConfigError, StoreError, StoreNotFound
+from .hashcache import HashCache
 from .hashing import file_sha256
 from .stores import ModelStore, walk_store
 
@@ -74,10 +75,11 @@ class StoreScan:
         return sum(f.size for f in self.files if f.kind == "file" and f.symlinked_folder is None)
 
 
-def scan_store(store: ModelStore, hash_names: Container[str] = ()) -> StoreScan:
+def scan_store(store: ModelStore, hash_names: Container[str] = (), cache: HashCache | None = None) -> StoreScan:
     """Scan ``store``'s folder; hash the regular files named in ``hash_names`` (pinned models).
 
-    Raises StoreError when the folder is missing or unreadable. Never changes anything.
+    ``cache`` (the store's :class:`~.hashcache.HashCache`) spares re-reading unchanged files; it is
+    the only thing a scan writes. Raises StoreError when the folder is missing or unreadable.
     """
     started = time.time_ns()
     local = store.get_local_path()
@@ -102,9 +104,14 @@ def scan_store(store: ModelStore, hash_names: Container[str] = ()) -> StoreScan:
             continue
         if facts is None:
             continue
-        digest = file_sha256(os.path.join(root, name)) if name in hash_names and facts.kind != "other" else None
         visible = (name in listed) if listed is not None else None
-        files.append(replace(facts, engine_visible=visible, sha256=digest))
+        files.append(replace(facts, engine_visible=visible))
+    wanted = [f.name for f in files if f.name in hash_names and f.kind != "other"]
+    if wanted:
+        digests = cache.hash_files(root, wanted) if cache is not None else {n: file_sha256(os.path.join(root, n)) for n in wanted}
+        files = [replace(f, sha256=digests.get(f.name)) for f in files]
+        if cache is not None:
+            cache.save()
     if listed is not None:
         for extra in sorted(listed - found):
             warnings.append(f"the engine listed {extra!r}, which the folder scan did not find")

@@ -95,3 +95,88 @@ def test_a_restore_across_filesystems_verifies_the_recorded_hash_on_its_one_pass
             session.restore(planned)
         assert _read_so_far() - before < SIZE + SIZE // 2
     assert not big.exists() and copy.exists() and not list(store.glob(".ocr-reconcile-tmp-*"))
+
+
+# -- the hash cache ----------------------------------------------------------------------------------------
+
+
+def _pinned(write_manifest: Callable[..., Path], digest: str) -> Path:
+    return write_manifest(models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf"}, {"name": NAME, "sha256": digest}])
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_an_unchanged_pinned_model_is_not_read_again(store: Path, big: Path, write_manifest: Callable[..., Path]) -> None:
+    from reconciler.layout import hash_cache_path
+
+    manifest = _pinned(write_manifest, _digest(big))
+    with open_session(manifest) as session:
+        before = _read_so_far()
+        assert session.plan().converges
+        first = _read_so_far() - before
+        before = _read_so_far()
+        assert session.plan().converges
+        second = _read_so_far() - before
+    assert first >= SIZE and second < SIZE // 8, (first, second)
+    assert hash_cache_path(str(store)).exists()
+    with open_session(manifest, hash_cache=False) as session:  # --no-cache
+        before = _read_so_far()
+        assert session.plan().converges
+        assert _read_so_far() - before >= SIZE
+
+
+def test_a_changed_file_is_hashed_again(store: Path, big: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = _pinned(write_manifest, _digest(big))
+    with open_session(manifest) as session:
+        assert session.plan().converges
+        with open(big, "r+b") as fh:  # same size, same mtime restored: only ctime tells
+            st = os.fstat(fh.fileno())
+            fh.write(b"changed")
+        os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert not session.plan().converges  # the pin no longer matches: the cache was not trusted
+
+
+@pytest.mark.parametrize("kind", ["garbage", "lax mode", "another user"])
+def test_a_cache_that_is_not_this_users_own_is_never_trusted(
+    store: Path, big: Path, write_manifest: Callable[..., Path], kind: str
+) -> None:
+    """A hostile user who can write the store's parent plants a cache saying a tampered model matches its pin."""
+    import json as _json
+
+    from reconciler.layout import hash_cache_path
+
+    pin = _digest(big)
+    with open(big, "r+b") as fh:
+        fh.write(b"tampered")
+    st = os.stat(big)
+    key = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    cache = hash_cache_path(str(store))
+    if kind == "garbage":
+        cache.write_text("{not json")
+    else:
+        cache.write_text(_json.dumps({"format": 1, "files": {NAME: {"key": key, "sha256": pin}}}))
+        if kind == "lax mode":
+            os.chmod(cache, 0o666)
+        elif os.geteuid() == 0:
+            os.chown(cache, 65534, 65534)
+        else:
+            pytest.skip("needs root to give the cache to another user")
+    with open_session(_pinned(write_manifest, pin)) as session:
+        assert not session.plan().converges  # the tampered model is a mismatch, whatever the planted cache says
+
+
+def test_no_cache_on_the_command_line_writes_no_cache(store: Path, big: Path, write_manifest: Callable[..., Path]) -> None:
+    from typer.testing import CliRunner
+
+    from reconciler.cli import app
+    from reconciler.layout import hash_cache_path
+
+    manifest = str(_pinned(write_manifest, _digest(big)))
+    assert CliRunner().invoke(app, ["--no-cache", "plan", manifest]).exit_code == 0
+    assert not hash_cache_path(str(store)).exists()
+    assert CliRunner().invoke(app, ["plan", manifest]).exit_code == 0
+    assert hash_cache_path(str(store)).exists()
