@@ -270,7 +270,7 @@ def colour() -> bool:
 
 def view(show_unchanged: bool = False) -> render.View:
     """How this invocation shows a plan as text."""
-    return render.View(colour(), show_unchanged, SETTINGS.quiet)
+    return render.View(colour(), show_unchanged, SETTINGS.quiet, sys.stdout.isatty())
 
 
 def say(text: str) -> None:

@@ -239,14 +239,15 @@ def with_checksum(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "checksum": checksum(body)}
 
 
-def json_text(data: Any) -> str:
-    """Indented JSON, UTF-8 as is; with ``\\u`` escapes when a file name is not UTF-8 (surrogates),
-    so that it can be written, and read back to the same name."""
-    text = json.dumps(data, indent=2, ensure_ascii=False)
+def json_text(data: Any, compact: bool = False) -> str:
+    """JSON, indented (or ``compact``: one line, for machines), UTF-8 as is; with ``\\u`` escapes when a
+    file name is not UTF-8 (surrogates), so that it can be written, and read back to the same name."""
+    shape: dict[str, Any] = {"separators": (",", ":")} if compact else {"indent": 2}
+    text = json.dumps(data, ensure_ascii=False, **shape)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(data, indent=2, ensure_ascii=True)
+        return json.dumps(data, ensure_ascii=True, **shape)
     return text
 
 

@@ -37,3 +37,11 @@ def test_every_exported_name_resolves() -> None:
 
     for name in reconciler.__all__:
         assert getattr(reconciler, name) is not None, name
+
+
+def test_plan_json_is_compact_for_a_machine_and_indented_on_a_terminal(tmp_path: object) -> None:
+    from reconciler import render
+    from reconciler.plan import FleetPlan
+
+    assert render.render_plan(FleetPlan(()), "json", render.View(on_terminal=False)).count("\n") == 0
+    assert render.render_plan(FleetPlan(()), "json", render.View(on_terminal=True)).count("\n") > 0
