@@ -154,6 +154,7 @@ class Trees:
         self.store = store
         self.backup = backup
         self.runs: dict[str, Tree] = {}
+        self.unsynced: set[int] = set()  # folders a rename changed, fsynced once per group commit
 
     @classmethod
     def open(cls, header: RunHeader) -> Trees:
@@ -269,7 +270,7 @@ def move_entry(header: RunHeader, index: int, move: Move, trees: Trees) -> tuple
         return "copy", digest, identity
     faults.step("renamed")
     identity = placed_identity(dest, move)  # a rename copies nothing: no byte is read, its identity is the proof
-    _sync(src_fd, dst_fd, "rename", move.facts.sha256, identity)
+    trees.unsynced.update((src_fd, dst_fd))  # fsynced with the rest of its group (``transfer.run_moves``)
     return "rename", move.facts.sha256, identity
 
 

@@ -20,6 +20,7 @@ Errors during a run: EACCES/EPERM on one file skips that file and goes on; any o
 from __future__ import annotations
 
 import errno
+import os
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,7 @@ from .retention import Retention, prune_runs, remove_if_empty
 __all__ = ["Move", "Op", "Outcome", "Role", "RunHeader", "RunState", "Skip", "Trees", "execute", "placed_identity", "run_moves"]
 
 _SKIP_ERRNOS = (errno.EACCES, errno.EPERM)
+GROUP = 256  # renames per group commit: one journal fsync and one fsync per folder for each group
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,28 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
         journal.record({"type": "skip", "key": move.key, "why": why})
 
     error = ""
+    group: list[dict[str, Any]] = []
+
+    def commit() -> str:
+        """Group commit: fsync every folder the group's renames changed, then record the whole group
+        in one journal write and fsync. Until then a crash leaves renamed-but-unrecorded moves, which
+        recovery settles from the disk (as for one move). An fsync failure is returned, after the
+        group is recorded all the same (its renames did happen)."""
+        if not group:
+            return ""
+        failure = ""
+        try:
+            for fd in trees.unsynced:
+                os.fsync(fd)
+        except OSError as exc:
+            failure = f"{len(group)} files were moved, but syncing their folders failed: {exc.strerror or exc}; the run stopped there"
+        trees.unsynced.clear()
+        journal.record_many(group)
+        state.done.update((r["key"], r) for r in group)
+        group.clear()
+        faults.step("recorded")
+        return failure
+
     for index, move in enumerate(header.moves):
         if move.key in state.done or move.key in state.skipped:
             continue
@@ -102,6 +126,7 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
             skip(move, str(skipped))
             continue
         except Unsettled as unsettled:
+            commit()
             record = {
                 "type": "done",
                 "key": move.key,
@@ -118,15 +143,27 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
             if exc.errno in _SKIP_ERRNOS:
                 skip(move, f"{exc.strerror or exc} (left in place)")
                 continue
+            error = commit()
             moved_names = ", ".join(state.done_names()) or "none"
             error = (
                 f"moving {move.name} failed: {exc.strerror or exc}; it is still whole where it was. Moved before the failure: {moved_names}"
             )
             break
         record = {"type": "done", "key": move.key, "method": method, "sha256": digest, "identity": identity}
+        if method == "rename":
+            group.append(record)
+            if len(group) >= GROUP:
+                error = commit()
+                if error:
+                    break
+            continue
+        error = commit()  # a copy is recorded on its own, after the renames before it
         journal.record(record)
         state.done[move.key] = record
         faults.step("recorded")
+        if error:
+            break
+    error = commit() or error
     pruned = _finalise(header, state, trees, failed=bool(error))
     journal.remove()
     faults.step("journal-removed")

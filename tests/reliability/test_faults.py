@@ -201,7 +201,7 @@ def test_interrupted_run_is_reported_then_recovered_by_apply(cli: Cli, tmp_path:
     store = build_store(tmp_path / "models", SMALL_DEMO)
     manifest = write_manifest(tmp_path, store, tmp_path / "backups")
     before = originals(store)
-    killed = cli.run("apply", str(manifest), "--yes", env={"OCR_RECONCILE_CRASH_AT": "5"})
+    killed = cli.run("apply", str(manifest), "--yes", env={"OCR_RECONCILE_CRASH_AT": "5"})  # after the 3rd rename, before the group commit
     assert killed.returncode == -9
     for command in (
         ["plan", "--detailed-exitcode", str(manifest)],
@@ -213,7 +213,7 @@ def test_interrupted_run_is_reported_then_recovered_by_apply(cli: Cli, tmp_path:
         assert "warning: an interrupted apply (" in result.stderr and "ocr-reconcile recover" in result.stderr, (command, result.stderr)
     applied = cli.run("apply", str(manifest), "--yes")
     assert applied.returncode == ExitCode.OK, applied.stderr
-    assert "Recovered interrupted apply run" in applied.stderr and "2 moves had completed" in applied.stderr
+    assert "Recovered interrupted apply run" in applied.stderr and "3 moves had completed" in applied.stderr
     assert "No changes." in applied.stdout  # recovery finished the run; the re-plan has nothing left
     assert_each_exactly_once(before, store, tmp_path / "backups", "after automatic recovery")
     assert not journal_of(store).exists()

@@ -41,9 +41,9 @@ SEED = 20261124
 
 def apply_steps(moves: int, cross: bool) -> int:
     """Durable steps of an apply of ``moves`` files: journal begun, run folder's index created; per file
-    renamed + recorded (one filesystem) or copy written + copy renamed + source unlinked + recorded
-    (across filesystems); final index written, old runs pruned, journal removed."""
-    return 2 + moves * (4 if cross else 2) + 3
+    renamed, then one group commit recording them all (one filesystem), or copy written + copy renamed
+    + source unlinked + recorded (across filesystems); final index written, old runs pruned, journal removed."""
+    return 2 + (moves * 4 if cross else moves + 1) + 3
 
 
 class Case(NamedTuple):
@@ -82,11 +82,11 @@ def kill_at_every_step(cli: Cli, tmp_path: Path, backup_base: Path, label: str) 
 
 
 def test_kill_at_every_step_same_filesystem(cli: Cli, tmp_path: Path) -> None:
-    """A kill -9 after each of the 13 durable steps of an apply (backup on the store's filesystem)
+    """A kill -9 after each of the 10 durable steps of an apply (backup on the store's filesystem)
     loses and duplicates nothing, and recover + apply converge."""
     steps = kill_at_every_step(cli, tmp_path, tmp_path / "backups", "same-fs")
     print(f"\nkill at every step, same filesystem: {steps} steps")
-    assert steps == apply_steps(len(DEMO_KEPT), cross=False) == 13
+    assert steps == apply_steps(len(DEMO_KEPT), cross=False) == 10
 
 
 def test_kill_at_every_step_cross_filesystem(cli: Cli, tmp_path: Path) -> None:
@@ -100,11 +100,13 @@ def test_kill_at_every_step_cross_filesystem(cli: Cli, tmp_path: Path) -> None:
     assert steps == apply_steps(len(DEMO_KEPT), cross=True) == 21
 
 
-# An apply killed mid-run (after its 2nd move's rename or unlink, before its record), then recover
-# killed at each of its own steps: it records that 2nd move (no crash step of its own: the disk state
-# after it is the one after an apply's "recorded" step), moves the other 2, writes the index, prunes
-# and removes the journal. filesystem -> (apply's crash step, recover's step count)
-RECOVERY_CASES = {"same": (5, 2 * 2 + 3), "cross": (9, 2 * 4 + 3)}
+# An apply killed mid-run, then recover killed at each of its own steps. One filesystem: killed after
+# its 3rd rename (none recorded yet: the group commit comes after the 4th), recover records the 3 from
+# the disk (no crash step of its own), renames the 4th, commits, writes the index, prunes, removes the
+# journal. Across filesystems: killed after the 2nd move's unlink, before its record; recover records
+# it, copies the other 2 (4 steps each), then the same 3 final steps.
+# filesystem -> (apply's crash step, recover's step count)
+RECOVERY_CASES = {"same": (5, 1 + 1 + 3), "cross": (9, 2 * 4 + 3)}
 
 
 @pytest.mark.parametrize("filesystem", sorted(RECOVERY_CASES))
