@@ -117,9 +117,15 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
         faults.step("recorded")
         return failure
 
+    role: Role | None = None
     for index, move in enumerate(header.moves):
         if move.key in state.done or move.key in state.skipped:
             continue
+        if move.role is not role:  # a restore's displacements are recorded before anything comes back in their place
+            role = move.role
+            error = commit()
+            if error:
+                break
         try:
             method, digest, identity = move_entry(header, index, move, trees)
         except Skip as skipped:

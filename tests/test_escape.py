@@ -674,3 +674,32 @@ def test_names_in_recovery_output_cannot_forge_lines() -> None:
 
     text = recovery_text(Recovery("apply", "r", ("z\x1b[2J\nerror: FAKE",), (), (("y\nerror: FAKE", "why\nerror: FAKE"),)))
     assert "\nerror: FAKE" not in text and "\x1b" not in text
+
+
+def test_a_forced_restore_killed_at_every_step_finishes_without_false_conflicts(runner: CliRunner, tmp_path: Path) -> None:
+    """Same filesystem, renames group-committed: the displacement is recorded before the restore moves a
+    file into its place, so whichever step the kill lands on, recovery displaces and restores as planned."""
+    name = "phi-2.Q4_K_M.gguf"
+    step = 1
+    while True:
+        case = tmp_path / f"k{step}"
+        store = build_store(case / "models")
+        manifest = case / "m.yaml"
+        manifest.write_text(yaml.safe_dump(manifest_doc(store={"path": str(store), "backend": "directory"})))
+        assert runner.invoke(app, ["apply", str(manifest), "--yes"]).exit_code == ExitCode.OK
+        [run] = _backups(runner, manifest)
+        original = (default_backup_root(str(store)) / str(run["run_id"]) / name).read_bytes()
+        (store / name).write_bytes(b"new")
+        cmd = [str(BIN / "ocr-reconcile"), "restore", str(run["run_id"]), name, "-m", str(manifest), "--force"]
+        killed = subprocess.run(cmd, env={**os.environ, "OCR_RECONCILE_CRASH_AT": str(step)}, capture_output=True).returncode == -9
+        if killed:
+            result = runner.invoke(app, ["recover", "-m", str(manifest)])
+            done = "0 skipped" in result.stdout or "Nothing to recover" in result.stdout  # (the last step removes the journal)
+            assert result.exit_code == ExitCode.OK and done, (step, result.output)
+        assert (store / name).read_bytes() == original, step
+        [displaced] = [r for r in _backups(runner, manifest) if str(r["run_id"]).endswith("-displaced")]
+        assert displaced["files"] == 1 and (default_backup_root(str(store)) / str(displaced["run_id"]) / name).read_bytes() == b"new"
+        if not killed:
+            break
+        step += 1
+    assert step > 5  # every step of the restore was killed once
