@@ -17,25 +17,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
+if TYPE_CHECKING:  # imported where validation runs: `--help` and `--version` never pay for jsonschema
+    import jsonschema
+
 from .errors import ManifestError
-from .patterns import DEFAULT_MIN_AGE, DEFAULT_PARTIAL, PATTERN_WORDS, parse_duration, parse_size, pattern_problems
+from .patterns import DEFAULT_MIN_AGE, DEFAULT_PARTIAL, PATTERN_WORDS, explain_name, parse_duration, parse_size, pattern_problems
 from .yaml_nodes import field_path, key_node, mark, node_at, pos
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_DEPTH = 32
-# Zero-width, bidi-override and BOM characters: the schema's name pattern refuses them too.
-INVISIBLE = frozenset(
-    [chr(c) for c in range(0x200B, 0x2010)]
-    + [chr(c) for c in range(0x202A, 0x202F)]
-    + [chr(c) for c in range(0x2060, 0x2065)]
-    + [chr(c) for c in range(0x2066, 0x206A)]
-    + ["\ufeff"]
-)
 
 
 def fold(name: str) -> str:
@@ -134,6 +128,8 @@ def manifest_schema() -> dict[str, Any]:
 @cache
 def _name_validator() -> jsonschema.Draft202012Validator:
     schema = {**manifest_schema()["$defs"]["modelName"], "$defs": manifest_schema()["$defs"]}
+    import jsonschema
+
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -141,37 +137,12 @@ def name_problem(name: object) -> str:
     """Why ``name`` is not a valid store-relative model name ("" when it is). The schema's
     ``modelName`` is the definition; use this for names that come from anywhere but a manifest
     (a backup index, a journal)."""
+    import jsonschema
+
     error = jsonschema.exceptions.best_match(_name_validator().iter_errors(name))
     if error is None:
         return ""
     return (explain_name(name) if isinstance(name, str) else "") or _one_line(error.message)
-
-
-def explain_name(name: str) -> str:
-    """Say in words why ``name`` is not a valid model name or pattern ("" if nothing obvious).
-
-    Only for messages: validity itself is the schema's ``modelName`` pattern.
-    """
-    if name.startswith("/"):
-        return "must be relative to the store, not an absolute path"
-    if "\x00" in name:
-        return "must not contain a NUL byte"
-    if any(ord(c) < 0x20 or c == "\x7f" for c in name):
-        return "must not contain control characters"
-    if any(c in INVISIBLE for c in name):
-        return "must not contain invisible or bidirectional-override characters"
-    if "\\" in name:
-        return "must not contain a backslash (use '/')"
-    parts = name.split("/")
-    if "" in parts:
-        return "must not have an empty part ('//' or a trailing '/')"
-    if ".." in parts:
-        return "must not contain '..'"
-    if "." in parts:
-        return "must not contain '.' as a part"
-    if len(parts) > 2:
-        return "may have at most one folder level (the engine lists the store and its immediate subfolders)"
-    return ""
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -288,6 +259,8 @@ def _structure_problems(node: yaml.Node, source: str, path: tuple[str | int, ...
 
 
 def _schema_problems(doc: dict[str, Any], root: yaml.Node, source: str) -> Iterator[str]:
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(manifest_schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: (node_at(root, e.absolute_path).start_mark.index, str(e.message)))
     said: set[tuple[Any, ...]] = set()

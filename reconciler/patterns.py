@@ -19,6 +19,43 @@ from .yaml_nodes import field_path, node_at, pos
 # Names of downloads that are still being written (browsers, curl -C, wget, huggingface_hub, rsync).
 DEFAULT_PARTIAL = ("*.part", "*.partial", "*.incomplete", "*.download", "*.crdownload", "*.tmp")
 DEFAULT_MIN_AGE = "5m"
+# Zero-width, bidi-override and BOM characters: the schema's name pattern refuses them too.
+INVISIBLE = frozenset(
+    [chr(c) for c in range(0x200B, 0x2010)]
+    + [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2060, 0x2065)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+    + ["\ufeff"]
+)
+
+
+def explain_name(name: str) -> str:
+    """Say in words why ``name`` is not a valid model name or pattern ("" if nothing obvious).
+
+    Only for messages: validity itself is the schema's ``modelName`` pattern.
+    """
+    if name.startswith("/"):
+        return "must be relative to the store, not an absolute path"
+    if "\x00" in name:
+        return "must not contain a NUL byte"
+    if any(ord(c) < 0x20 or c == "\x7f" for c in name):
+        return "must not contain control characters"
+    if any(c in INVISIBLE for c in name):
+        return "must not contain invisible or bidirectional-override characters"
+    if "\\" in name:
+        return "must not contain a backslash (use '/')"
+    parts = name.split("/")
+    if "" in parts:
+        return "must not have an empty part ('//' or a trailing '/')"
+    if ".." in parts:
+        return "must not contain '..'"
+    if "." in parts:
+        return "must not contain '.' as a part"
+    if len(parts) > 2:
+        return "may have at most one folder level (the engine lists the store and its immediate subfolders)"
+    return ""
+
+
 # What a value of each field must look like, in words: the schema's patterns are not for people.
 PATTERN_WORDS = {
     "sha256": "must be 64 lower-case hex digits (0-9, a-f), quoted",

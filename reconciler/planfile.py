@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from . import __version__
 from .errors import PlanFileError
 from .manifest import ManifestRef, load_schema
@@ -314,6 +312,8 @@ def read_document(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
 
 def schema_problem(doc: dict[str, Any]) -> str:
     """The first way ``doc`` breaks ``schemas/plan.schema.json``, or ""."""
+    import jsonschema
+
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(load_schema(PLAN_SCHEMA)).iter_errors(doc))
     if error is None:
         return ""

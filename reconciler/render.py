@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .manifest import INVISIBLE, Manifest
+from .manifest import Manifest
+from .patterns import INVISIBLE
 from .plan import Action, FleetPlan, Plan, Summary, Violation, status_of
 from .planfile import PLAN_FORMAT_VERSION, fleet_doc, iso_time, json_text, plan_doc, store_doc
 from .scan import StoreScan

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.errors import ManifestError
-from reconciler.manifest import MAX_MANIFEST_BYTES, explain_name, load_manifest, manifest_schema, parse_manifest
+from reconciler.manifest import MAX_MANIFEST_BYTES, load_manifest, manifest_schema, parse_manifest
+from reconciler.patterns import explain_name
 
 from .conftest import EXAMPLE_MANIFEST
 

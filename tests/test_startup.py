@@ -45,3 +45,8 @@ def test_plan_json_is_compact_for_a_machine_and_indented_on_a_terminal(tmp_path:
 
     assert render.render_plan(FleetPlan(()), "json", render.View(on_terminal=False)).count("\n") == 0
     assert render.render_plan(FleetPlan(()), "json", render.View(on_terminal=True)).count("\n") > 0
+
+
+def test_help_imports_no_validator() -> None:
+    body = "from reconciler.console import main\ntry:\n    main()\nexcept SystemExit:\n    pass"
+    assert "jsonschema" not in _loaded(body, "--help")
