@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +91,14 @@ settings.register_profile(
 )
 settings.register_profile("explore", derandomize=False, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def other_fs() -> Iterator[Path]:
+    """A folder on another filesystem than the tests' (tmpfs ``/dev/shm``); skips where there is none."""
+    from .reliability.common import second_filesystem  # imported here: common imports this module
+
+    with second_filesystem() as folder:
+        if folder is None:
+            pytest.skip("no second filesystem (/dev/shm tmpfs) on this machine")
+        yield folder

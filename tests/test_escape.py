@@ -25,7 +25,6 @@ from reconciler.faults import hooked
 from reconciler.layout import INDEX_NAME, default_backup_root, journal_path
 
 from .conftest import BIN, manifest_doc, tree_digest
-from .reliability.common import second_filesystem
 
 STALE = {"latest.gguf", "mistral-7b-v0.1.Q2_K.gguf", "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf", "phi-2.Q4_K_M.gguf"}
 
@@ -34,14 +33,6 @@ def only(store: Path, keep: str) -> None:
     """Leave ``keep`` as the one stale entry, so that a hook fires during its move and no other's."""
     for name in STALE - {keep}:
         os.unlink(store / name)
-
-
-@pytest.fixture
-def other_fs() -> Iterator[Path]:
-    with second_filesystem() as folder:
-        if folder is None:
-            pytest.skip("no second filesystem (/dev/shm tmpfs) on this machine")
-        yield folder
 
 
 def _backups(runner: CliRunner, manifest: Path) -> list[dict[str, object]]:

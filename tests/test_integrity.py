@@ -5,14 +5,12 @@ filesystems reads it once; a restore checks identities instead of hashing. Measu
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from reconciler import open_session
-
-from .reliability.common import second_filesystem
 
 SIZE = 64 * 1024 * 1024
 NAME = "big-stale.gguf"
@@ -32,14 +30,6 @@ def big(store: Path) -> Path:
         for _ in range(SIZE // len(chunk)):
             fh.write(chunk)
     return store / NAME
-
-
-@pytest.fixture
-def other_fs() -> Iterator[Path]:
-    with second_filesystem() as folder:
-        if folder is None:
-            pytest.skip("no second filesystem (/dev/shm tmpfs) on this machine")
-        yield folder
 
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs /proc/self/io to count bytes read")
