@@ -31,6 +31,7 @@ from .layout import default_backup_root
 from .manifest import Manifest, ManifestRef, load_manifest
 from .plan import FleetPlan, Guards, Plan, guards_for, make_plan
 from .planfile import SavedPlan, Snapshot, fingerprint_differences, iso_time, load_snapshot
+from .progress import Progress
 from .recovery import Abandoned, Pending, Recovery, abandon, pending_run, recover
 from .restore import RestorePlan, RestoreResult, plan_restore, restore
 from .retention import Retention, deletable, delete_runs, surplus_runs
@@ -61,10 +62,12 @@ class Session:
         lock_timeout: float,
         saved: SavedPlan | None = None,
         hash_cache: bool = True,
+        progress: Progress | None = None,
     ) -> None:
         self._stack = stack
         self.saved = saved
         self.hash_cache = hash_cache
+        self.progress = progress
         self.manifest = manifest
         self._store_path = store
         self._backend_given = backend
@@ -113,7 +116,7 @@ class Session:
         """Scan the store (read-only), hashing the manifest's pinned models, or every file."""
         self._given_root()  # refuses an engine folder that would be relative to the current directory
         names = Everything() if hash_all else (self.manifest.pinned if self.manifest else ())
-        return scan_store(self._store(), names, self._cache())
+        return scan_store(self._store(), names, self._cache(), self.progress)
 
     def _cache(self) -> HashCache:
         """The store's hash cache (disabled: always re-hash, and never write it)."""
@@ -144,7 +147,7 @@ class Session:
         come from the current manifest and the caller, never from the file: a hand-edited plan with a
         recomputed checksum cannot lift them."""
         manifest = manifest_of(saved)
-        scan = scan_store(self._store(), manifest.pinned, self._cache())
+        scan = scan_store(self._store(), manifest.pinned, self._cache(), self.progress)
         fresh = make_plan(manifest, scan, guards_for(manifest, max_delete, allow_empty))
         _check_fresh(saved.plan, fresh, same_backend)
         return fresh
@@ -200,11 +203,8 @@ class Session:
             return taken.recovery
 
     def unfinished(self) -> list[BackupRun]:
-        """This store's backup runs left in progress with no journal to finish them (removed by hand,
-        or by another user): :meth:`abandon` makes them restorable. Read-only."""
-        if self.pending() is not None:
-            return []
-        return [r for r in self.backups() if r.status == Status.IN_PROGRESS]
+        """Runs left in progress with no journal to finish them: :meth:`abandon` makes them restorable."""
+        return [] if self.pending() is not None else [r for r in self.backups() if r.status == Status.IN_PROGRESS]
 
     def abandon(self) -> Abandoned | None:
         """Release the store from an interrupted run whose journal cannot be acted on, moving no
@@ -318,6 +318,7 @@ def open_session(
     lock_timeout: float = 0.0,
     saved: SavedPlan | None = None,
     hash_cache: bool = True,
+    progress: Progress | None = None,
 ) -> Iterator[Session]:
     """Open a session on a store. ``manifest`` (a path or a loaded :class:`Manifest`) supplies the
     store path, backend and backup settings that the other arguments do not override. The engine,
@@ -342,6 +343,7 @@ def open_session(
             lock_timeout,
             saved,
             hash_cache,
+            progress,
         )
 
 

@@ -24,6 +24,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from . import render, render_runs
 from .api import Held, Session, open_session
+from .cli_progress import TerminalProgress
 from .errors import (
     ConfirmationRefused,
     ExitCode,
@@ -261,6 +262,7 @@ SETTINGS = Settings()
 def open_store_session(*args: Any, **kwargs: Any) -> AbstractContextManager[Session]:
     """:func:`~.api.open_session` with this invocation's global options (``--no-cache``)."""
     kwargs.setdefault("hash_cache", not SETTINGS.no_cache)
+    kwargs.setdefault("progress", TerminalProgress(SETTINGS.quiet))
     return open_session(*args, **kwargs)
 
 

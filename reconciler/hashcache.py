@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .hashing import file_sha256
 from .layout import hash_cache_path
+from .progress import Progress, Silent
 
 log = logging.getLogger("reconciler")
 FORMAT = 1
@@ -73,7 +74,7 @@ class HashCache:
         finally:
             os.close(fd)
 
-    def hash_files(self, root: str, names: Iterable[str]) -> dict[str, str | None]:
+    def hash_files(self, root: str, names: Iterable[str], progress: Progress | None = None) -> dict[str, str | None]:
         """sha256 of each ``name`` (relative to ``root``, following a symlink like the engine): from
         the cache when the file's identity matches, else read (on several threads) and recorded."""
         out: dict[str, str | None] = {}
@@ -94,9 +95,16 @@ class HashCache:
             else:
                 todo.append((name, _key(st)))
         if todo:
+            shown = progress or Silent()
+            shown.begin(f"hashing {len(todo)} file{'s' if len(todo) != 1 else ''}", sum(key[2] for _, key in todo))
             workers = max(1, min(4, os.cpu_count() or 1, len(todo)))
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                digests = list(pool.map(lambda item: file_sha256(os.path.join(root, item[0])), todo))
+                futures = [pool.submit(file_sha256, os.path.join(root, name)) for name, _ in todo]
+                digests = []
+                for future, (_, key) in zip(futures, todo, strict=True):
+                    digests.append(future.result())
+                    shown.advance(key[2])
+            shown.end()
             for (name, key), digest in zip(todo, digests, strict=True):
                 out[name] = digest
                 self.misses += 1

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from .errors import ConfigError, StoreError, StoreNotFound
 from .hashcache import HashCache
-from .hashing import file_sha256
+from .progress import Progress
 from .stores import ModelStore, walk_store
 
 
@@ -75,7 +75,9 @@ class StoreScan:
         return sum(f.size for f in self.files if f.kind == "file" and f.symlinked_folder is None)
 
 
-def scan_store(store: ModelStore, hash_names: Container[str] = (), cache: HashCache | None = None) -> StoreScan:
+def scan_store(
+    store: ModelStore, hash_names: Container[str] = (), cache: HashCache | None = None, progress: Progress | None = None
+) -> StoreScan:
     """Scan ``store``'s folder; hash the regular files named in ``hash_names`` (pinned models).
 
     ``cache`` (the store's :class:`~.hashcache.HashCache`) spares re-reading unchanged files; it is
@@ -108,7 +110,7 @@ def scan_store(store: ModelStore, hash_names: Container[str] = (), cache: HashCa
         files.append(replace(facts, engine_visible=visible))
     wanted = [f.name for f in files if f.name in hash_names and f.kind != "other"]
     if wanted:
-        digests = cache.hash_files(root, wanted) if cache is not None else {n: file_sha256(os.path.join(root, n)) for n in wanted}
+        digests = (cache or HashCache(root, enabled=False)).hash_files(root, wanted, progress)
         files = [replace(f, sha256=digests.get(f.name)) for f in files]
         if cache is not None:
             cache.save()

@@ -170,3 +170,47 @@ def test_no_cache_on_the_command_line_writes_no_cache(store: Path, big: Path, wr
     assert not hash_cache_path(str(store)).exists()
     assert CliRunner().invoke(app, ["plan", manifest]).exit_code == 0
     assert hash_cache_path(str(store)).exists()
+
+
+class Recorder:
+    """A Progress that keeps what it was told (a real implementation of the seam, for the library's side)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def begin(self, label: str, total_bytes: int) -> None:
+        self.events.append(("begin", (label, total_bytes)))
+
+    def advance(self, done_bytes: int) -> None:
+        self.events.append(("advance", done_bytes))
+
+    def end(self) -> None:
+        self.events.append(("end", None))
+
+
+def test_hashing_reports_its_progress_in_bytes(store: Path, big: Path, write_manifest: Callable[..., Path]) -> None:
+    recorder = Recorder()
+    with open_session(_pinned(write_manifest, _digest(big)), progress=recorder) as session:
+        session.plan()
+        assert recorder.events[0] == ("begin", ("hashing 1 file", SIZE))
+        advanced = [n for kind, n in recorder.events if kind == "advance" and isinstance(n, int)]
+        assert sum(advanced) == SIZE and recorder.events[-1] == ("end", None)
+        recorder.events.clear()
+        session.plan()  # cached: nothing to hash, nothing to report
+        assert recorder.events == []
+
+
+def test_the_cli_prints_plain_progress_lines_off_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler import cli_progress
+
+    monkeypatch.setattr(cli_progress, "PLAIN_EVERY_S", 0.0)
+    shown = cli_progress.TerminalProgress()
+    shown.begin("hashing 2 files", 2048)
+    shown.advance(1024)
+    shown.end()
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "ocr-reconcile: hashing 2 files: 1.0 KiB of 2.0 KiB\n"
+    quiet = cli_progress.TerminalProgress(quiet=True)
+    quiet.begin("hashing 2 files", 2048)
+    quiet.advance(2048)
+    assert capsys.readouterr().err == ""

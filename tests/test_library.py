@@ -41,6 +41,7 @@ PACKAGE = ROOT / "reconciler"
 FRONT_ENDS = {
     "cli.py",
     "cli_backups.py",
+    "cli_progress.py",
     "cli_support.py",
     "console.py",
     "render.py",
