@@ -149,11 +149,11 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
             if exc.errno in _SKIP_ERRNOS:
                 skip(move, f"{exc.strerror or exc} (left in place)")
                 continue
-            error = commit()
+            synced = commit()
             moved_names = ", ".join(state.done_names()) or "none"
             error = (
                 f"moving {move.name} failed: {exc.strerror or exc}; it is still whole where it was. Moved before the failure: {moved_names}"
-            )
+            ) + (f"; {synced}" if synced else "")
             break
         record = {"type": "done", "key": move.key, "method": method, "sha256": digest, "identity": identity}
         if method == "rename":
