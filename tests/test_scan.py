@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,8 @@ import pytest
 
 from reconciler.scan import scan_store
 from reconciler.stores import DirectoryStore
+
+from .reliability.in_child import in_child
 
 NOBODY = 65534
 UNREADABLE = "subfolder 'locked' is not readable; its files were not scanned"
@@ -47,34 +47,18 @@ def _scan(models: Path) -> tuple[list[str], list[str]]:
 def _scan_as_nobody(models: Path) -> tuple[list[str], list[str]]:
     """Scan in a forked child that dropped root for uid/gid 65534 and no groups. Everything it runs is
     already imported, so nothing under the checkout (wherever it is) has to be readable to that user."""
-    read, write = os.pipe()
-    answer: dict[str, Any]
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child; always leaves through os._exit
+
+    def scan_as_nobody() -> dict[str, Any]:
         try:
-            os.close(read)
-            try:
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-            except PermissionError as exc:
-                answer = {"skip": f"cannot drop privileges here: {exc}"}
-            else:
-                files, warnings = _scan(models)
-                answer = {"files": files, "warnings": warnings}
-        except BaseException:
-            answer = {"error": traceback.format_exc()}
-        try:
-            os.write(write, json.dumps(answer).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    data = b""
-    while chunk := os.read(read, 65536):
-        data += chunk
-    os.close(read)
-    os.waitpid(pid, 0)
-    answer = json.loads(data)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+        except PermissionError as exc:
+            return {"skip": f"cannot drop privileges here: {exc}"}
+        files, warnings = _scan(models)
+        return {"files": files, "warnings": warnings}
+
+    answer = in_child(scan_as_nobody)
     if "skip" in answer:
         pytest.skip(answer["skip"])
     assert "error" not in answer, answer["error"]

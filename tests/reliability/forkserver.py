@@ -33,6 +33,11 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
+try:
+    from .in_child import in_child
+except ImportError:  # run as a script (as Cli runs it): its own folder is on sys.path
+    from in_child import in_child  # type: ignore[import-not-found,no-redef]
+
 NAME = "ocr-reconcile"
 
 
@@ -48,27 +53,19 @@ def _warm_up(command: Callable[[], Any]) -> None:
     Found by running ``validate`` of a file that does not exist in a throwaway child, which touches no
     store. Only third-party modules are imported: the project's own (and the engine, which starts a
     runtime) are left to load as in a real process."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            before = set(sys.modules)
-            null = os.open(os.devnull, os.O_RDWR)
-            os.dup2(null, 1)
-            os.dup2(null, 2)
-            sys.argv = [NAME, "validate", "/nonexistent/ocr-reconcile-fork-server-warm-up.yaml"]
-            with contextlib.suppress(SystemExit):
-                command()
-            os.write(write, json.dumps(sorted(set(sys.modules) - before)).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    data = b""
-    while chunk := os.read(read, 65536):
-        data += chunk
-    os.close(read)
-    os.waitpid(pid, 0)
-    for name in json.loads(data or b"[]"):
+
+    def imported_by_a_command() -> list[str]:
+        before = set(sys.modules)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        sys.argv = [NAME, "validate", "/nonexistent/ocr-reconcile-fork-server-warm-up.yaml"]
+        with contextlib.suppress(SystemExit):
+            command()
+        return sorted(set(sys.modules) - before)
+
+    found = in_child(imported_by_a_command)
+    for name in found if isinstance(found, list) else []:
         if name.split(".")[0] not in ("reconciler", "aspose", "__main__"):
             try:
                 importlib.import_module(name)
