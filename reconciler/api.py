@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
 from .catalogue import BackupRun, Status, StoreId, find_run, list_runs, open_backup_root
-from .errors import BackupError, ManifestError, RelativeStoreError, StalePlanError, StoreError, StoreNotFound, UsageError
+from .errors import BackupError, ManifestError, RelativeStoreError, StalePlanError, StoreNotFound, UsageError
 from .hashcache import HashCache
 from .journal import StoreLock, store_lock
 from .layout import default_backup_root
@@ -168,12 +168,7 @@ class Session:
     def restore_target(self, run: BackupRun) -> str:
         """Where a restore of ``run`` goes (resolved): the store given to :func:`open_session`, else
         the store the run was made from."""
-        target = os.fspath(self._store_path) if self._store_path is not None else run.store
-        if os.path.lexists(target) and not os.path.isdir(target):
-            raise StoreError(f"store path {os.path.abspath(target)} is not a folder")
-        if not os.path.isdir(target):
-            raise StoreNotFound(os.path.abspath(target), for_restore=True)
-        return mutable_root(target)
+        return mutable_root(os.fspath(self._store_path) if self._store_path is not None else run.store, for_restore=True)
 
     def plan_restore(self, run_id: str, names: Sequence[str] = (), force: bool = False) -> RestorePlan:
         """What restoring ``names`` (all when empty) of run ``run_id`` would do. Changes nothing."""
@@ -239,7 +234,7 @@ class Session:
         re-plans, and applies the fresh plan only if it equals ``plan`` (StalePlanError if not): so a
         plan read back from a file, or made before the lock was taken, can be passed safely."""
         manifest = self._manifest_for(plan)
-        keep = Retention(manifest.backup_keep, manifest.backup_max_age_s)
+        keep = self.retention()
         if held is None:
             if self.pending() is None:  # checked before the lock, so that a plan for another store creates no lock file there
                 _check_fresh(plan, make_plan(manifest, self.scan(), plan.guards), same_backend=True, subject="plan")
@@ -259,10 +254,11 @@ class Session:
     def would_prune(self, plan: Plan) -> list[BackupRun]:
         """The old runs an apply of ``plan`` would delete afterwards (none when it moves nothing):
         shown in the plan and the prompt, since those deletions are what frees space. Read-only."""
-        if not plan.has_changes or not self.retention().active:
+        retention = self.retention()
+        if not plan.has_changes or not retention.active:
             return []
         root = plan.scan.root
-        return surplus_runs(self.backup_root(root), StoreId.of(root), self.retention(), time.time_ns(), coming=1)
+        return surplus_runs(self.backup_root(root), StoreId.of(root), retention, time.time_ns(), coming=1)
 
     def plan_prune(self, retention: Retention) -> list[BackupRun]:
         """The runs ``retention`` would delete now (``backups prune``'s dry run). Read-only."""
@@ -369,11 +365,8 @@ def _check_fresh(was: Plan, fresh: Plan, same_backend: bool, subject: str = "sav
         differences.append(f"backend changed: {was.scan.backend} -> {fresh.scan.backend}")
     if not differences and [(c.name, c.action) for c in was.changes] != [(c.name, c.action) for c in fresh.changes]:
         differences.append("re-planning gives a different plan (another ocr-reconcile version?); make the plan again")
-    if (
-        differences
-        and not fresh.has_changes
-        and {c.name for c in was.to_delete} == {d[9:] for d in differences if d.startswith("removed: ")}
-    ):
+    gone = {f.name for f in was.scan.files} - {f.name for f in fresh.scan.files}
+    if differences and not fresh.has_changes and gone == {c.name for c in was.to_delete}:
         differences = ["it was applied already: every file it moves is gone from the store, and nothing is left to do"]
     if differences:
         raise StalePlanError(differences, subject)

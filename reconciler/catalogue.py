@@ -25,7 +25,7 @@ from typing import Any
 
 from . import faults
 from .errors import ConfigError, UnknownRunError
-from .fsops import DIR_FLAGS, Tree, split, unsafe_name
+from .fsops import DIR_FLAGS, Tree, open_regular, split, unsafe_name
 from .layout import INDEX_NAME, LEGACY_INDEX_NAME
 
 INDEX_FORMAT = 1
@@ -197,17 +197,12 @@ def open_backup_root(backup_root: Path) -> Tree:
 
 
 def _read_index(dir_fd: int) -> dict[str, Any]:
+    """The run's index document (OSError if it is absent, a link or not a regular file)."""
     try:
-        fd = os.open(INDEX_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = open_regular(dir_fd, INDEX_NAME)
     except FileNotFoundError:
-        fd = os.open(LEGACY_INDEX_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-    return _parse_index(fd)
-
-
-def _parse_index(fd: int) -> dict[str, Any]:
+        fd = open_regular(dir_fd, LEGACY_INDEX_NAME)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("index is not a regular file")
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = json.loads(fh.read(16 * 1024 * 1024))
     finally:
@@ -274,7 +269,7 @@ def create_run(backup: Tree, run: BackupRun) -> Tree:
         made = True
     except FileExistsError:
         made = False
-    tree = Tree(os.path.join(backup.path, run.run_id), os.open(run.run_id, DIR_FLAGS, dir_fd=backup.fd))
+    tree = backup.child(run.run_id)
     if not made:
         existing = read_run(Path(tree.path))
         if existing is None or existing.store != run.store or existing.created_ns != run.created_ns:

@@ -107,7 +107,8 @@ def validate(
         raise typer.Exit(ExitCode.ERROR)
 
 
-LIVE_ONLY = ("out", "store", "backend", "license_file", "backup_dir")  # plan options that name a live store
+# plan's options that name a live store, by parameter name
+LIVE_ONLY = {"out": "--out", "store": "--store", "backend": "--backend", "license_file": "--license", "backup_dir": "--backup-dir"}
 
 
 @app.command()
@@ -147,7 +148,7 @@ def plan(
         manifest = load_manifest(manifest_file)
         pruning: list[BackupRun] = []
         if snapshots:
-            given = [f"--{name.split('_')[0].replace('backup', 'backup-dir')}" for name in LIVE_ONLY if typed(ctx, name)]
+            given = [flag for name, flag in LIVE_ONLY.items() if typed(ctx, name)]
             if given:  # the same settings from OCR_RECONCILE_* variables are for live stores: ignored here
                 raise UsageError(f"--state plans snapshots, not a live store: {', '.join(given)} cannot be combined with it")
             result: Plan | FleetPlan = plan_fleet(manifest, snapshots, max_delete, allow_empty)
@@ -161,7 +162,7 @@ def plan(
                 save_plan(out, live)
         typer.echo(render.render_plan(result, fmt, view(show_unchanged)), nl=fmt != "markdown", color=colour())
         if fmt == "text" and not snapshots and pruning:
-            typer.echo(render_runs.prune_text(pruning, retention, "After a complete apply, backup retention will delete"))
+            typer.echo(render_runs.after_apply_text(pruning, retention))
         if out is not None:
             typer.echo(f"Saved plan to {out}. Apply exactly this plan with: ocr-reconcile apply {out}", err=True)
     raise typer.Exit(result.detailed_exit_code if detailed_exitcode else ExitCode.OK)
@@ -206,7 +207,7 @@ def apply(
             pruning = session.would_prune(result)
             then = ""
             if pruning:
-                typer.echo(render_runs.prune_text(pruning, session.retention(), "After a complete apply, backup retention will delete"))
+                typer.echo(render_runs.after_apply_text(pruning, session.retention()))
                 then = f", then delete {render.count(len(pruning), 'old backup run')} ({render.format_size(sum(r.size for r in pruning))})"
             moving = f"Move {render.count(len(result.to_delete), 'file')} ({render.format_size(result.bytes_freed)}) to {backup_root}"
             # a saved plan is what was reviewed; the runs retention deletes are not in it, so they are asked about

@@ -100,6 +100,10 @@ class Tree:
         self._fds[parent] = fd
         return fd
 
+    def child(self, name: str) -> Tree:
+        """A new :class:`Tree` for the folder ``name`` directly inside this one (never a link)."""
+        return Tree(os.path.join(self.path, name), os.open(name, DIR_FLAGS, dir_fd=self.fd))
+
     def lstat(self, name: str) -> os.stat_result | None:
         """``lstat`` of the store-relative ``name``, or None when it (or a folder above it) is absent
         or is no longer a real folder."""

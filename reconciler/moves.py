@@ -23,7 +23,7 @@ from typing import Any
 from . import faults
 from .catalogue import BackupRun, Provenance, Status, create_run, open_backup_root
 from .errors import ApplyError
-from .fsops import DIR_FLAGS, Tree, open_regular, rename_noreplace, split
+from .fsops import Tree, open_regular, rename_noreplace, split
 from .hashing import CHUNK, StreamHasher
 from .layout import temp_name
 from .scan import FileFacts
@@ -186,7 +186,7 @@ class Trees:
                 self.runs[run_dir] = create_run(self.backup, new)
             else:
                 try:
-                    self.runs[run_dir] = Tree(run_dir, os.open(name, DIR_FLAGS, dir_fd=self.backup.fd))
+                    self.runs[run_dir] = self.backup.child(name)
                 except (FileNotFoundError, NotADirectoryError):
                     return None
         return self.runs[run_dir]

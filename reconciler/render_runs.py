@@ -40,6 +40,11 @@ def apply_text(result: ApplyResult, restore_args: str = "", quiet: bool = False,
     return "\n".join(lines)
 
 
+def after_apply_text(runs: list[BackupRun], retention: Retention) -> str:
+    """The runs backup retention will delete after an apply: in the plan, and before the prompt."""
+    return prune_text(runs, retention, "After a complete apply, backup retention will delete")
+
+
 def prune_text(runs: list[BackupRun], retention: Retention, what: str) -> str:
     """The runs a retention deletes, with sizes: in a plan, a prompt's preamble, or a dry run."""
     rules = [f"keep {retention.keep}"] if retention.keep is not None else []

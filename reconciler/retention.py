@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .catalogue import RUN_ID, BackupRun, Status, StoreId, list_runs, remove_empty_folders
-from .fsops import DIR_FLAGS, Tree, split, unsafe_name
+from .fsops import Tree, split, unsafe_name
 from .layout import INDEX_NAME, LEGACY_INDEX_NAME
 
 
@@ -95,7 +95,7 @@ def deletable(run: BackupRun) -> str:
 
 def delete_run(backup: Tree, run: BackupRun) -> None:
     """Remove what the tool put in ``run``: its held entries, then empty folders, then the index."""
-    with Tree(os.path.join(backup.path, run.run_id), os.open(run.run_id, DIR_FLAGS, dir_fd=backup.fd)) as tree:
+    with backup.child(run.run_id) as tree:
         for entry in run.held:
             if unsafe_name(entry.name):
                 continue

@@ -135,17 +135,17 @@ class Everything:
         return True
 
 
-def resolve_root(local: str) -> tuple[str, list[str]]:
+def resolve_root(local: str, for_restore: bool = False) -> tuple[str, list[str]]:
     """The store's real path, resolved once (a symlinked store is reported, then used as its target).
 
     Everything after the scan (lock, journal, moves) uses this path, so a symlink changed mid-run
-    cannot redirect the run.
+    cannot redirect the run. ``for_restore`` marks a missing store as a restore's target.
     """
     given = os.path.abspath(local)
     if os.path.lexists(given) and not os.path.isdir(given):
         raise StoreError(f"store path {given} is not a folder")
     if not os.path.isdir(given):
-        raise StoreNotFound(given)
+        raise StoreNotFound(given, for_restore=for_restore)
     root = os.path.realpath(given)
     if os.path.dirname(root) == root:
         raise StoreError(f"store folder {given} is the filesystem root; a model store must be a folder of its own")
@@ -153,17 +153,19 @@ def resolve_root(local: str) -> tuple[str, list[str]]:
     return root, warnings
 
 
-def mutable_root(given: str) -> str:
-    """The store's real path for a command that changes it. A store path whose last component is a
-    symbolic link is refused (ConfigError): its folder's parent may be writable by another user, who
-    could point the link at any folder between two runs; the real folder's path must be given."""
+def mutable_root(given: str, for_restore: bool = False) -> str:
+    """The store's real path for a command that changes it (:func:`resolve_root`'s checks first). A
+    store path whose last component is a symbolic link is refused (ConfigError): its folder's parent
+    may be writable by another user, who could point the link at any folder between two runs; the
+    real folder's path must be given."""
     path = os.path.abspath(given)
+    root = resolve_root(path, for_restore)[0]
     if os.path.islink(path):
         raise ConfigError(
             f"store path {path} is a symbolic link (to {os.path.realpath(path)}); commands that move files act only on "
             "a real folder path: give the link's target as the store path"
         )
-    return resolve_root(path)[0]
+    return root
 
 
 def relative_name(path: str, local: str, root: str) -> str:
