@@ -165,6 +165,12 @@ def rename_noreplace(src_fd: int, src: str, dst_fd: int, dst: str) -> None:
     os.unlink(src, dir_fd=src_fd)
 
 
+def written_by_me(st: os.stat_result) -> bool:
+    """Whether ``st`` is a regular file this (effective) user owns, with one link: a file the tool
+    wrote, not one another user planted or hard-linked into a folder they can write."""
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_nlink == 1
+
+
 def open_regular(dir_fd: int, name: str) -> int:
     """Open ``name`` in ``dir_fd`` for reading, never following a link nor blocking on a FIFO;
     OSError EINVAL unless it is a regular file."""

@@ -20,6 +20,7 @@ import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+from .fsops import written_by_me
 from .hashing import file_sha256
 from .layout import hash_cache_path
 from .progress import Progress, Silent
@@ -52,7 +53,7 @@ class HashCache:
             return {}
         try:
             st = os.fstat(fd)
-            mine = stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_nlink == 1 and not st.st_mode & 0o022
+            mine = written_by_me(st) and not st.st_mode & 0o022
             if not mine or st.st_size > MAX_BYTES:
                 log.info("hash cache %s is not this user's own file; it is not trusted", self.path)
                 return {}

@@ -28,7 +28,7 @@ from typing import Any
 
 from . import faults
 from .errors import JournalError, LockedError, ReconcilerError, UsageError
-from .fsops import fsync_dir
+from .fsops import fsync_dir, written_by_me
 from .layout import lock_path
 
 POLL_SECONDS = 0.05
@@ -153,7 +153,7 @@ class Journal:
         except OSError as exc:
             raise JournalError(str(path), f"changed while it was being read ({exc.strerror or exc})") from None
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+        if not written_by_me(st):
             os.close(fd)
             raise JournalError(str(path), "changed while it was being read (it is no longer this user's journal)")
         return cls(path, fd)
@@ -200,7 +200,7 @@ def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | No
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise JournalError(str(path), "is not a regular file")
-        if st.st_uid != os.geteuid() or st.st_nlink != 1:  # planted by another user, or a hard link to elsewhere
+        if not written_by_me(st):  # planted by another user, or a hard link to elsewhere
             raise JournalError(str(path), f"is owned by uid {st.st_uid} (with {st.st_nlink} links), not written by this user's runs")
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read()

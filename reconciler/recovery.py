@@ -24,7 +24,7 @@ from .hashing import file_sha256
 from .journal import ABANDONED, Journal, StoreLock, read_journal
 from .layout import INDEX_NAME, journal_path
 from .retention import owned
-from .transfer import Move, Op, Role, RunHeader, RunState, Trees, placed_identity, run_moves
+from .transfer import Move, Op, Role, RunHeader, RunState, Trees, done_record, placed_identity, run_moves
 
 
 @dataclass(frozen=True)
@@ -164,13 +164,13 @@ def _settle(header: RunHeader, index: int, move: Move, trees: Trees) -> dict[str
     if not src_here:
         same_fs = source is not None and os.fstat(source.fd).st_dev == os.fstat(dest.fd).st_dev
         method = "rename" if same_fs else "copy"
-        return {"type": "done", "key": move.key, "method": method, "sha256": None, "identity": placed_identity(dest, move)}
+        return done_record(move, method, None, placed_identity(dest, move))
     assert source is not None
     src_fd = source.dir(parent)
     if _same_content(src_fd, dest.dir(parent), base, move.facts.kind):  # copy in place; the original not yet unlinked
         os.unlink(base, dir_fd=src_fd)
         os.fsync(src_fd)
-        return {"type": "done", "key": move.key, "method": "copy", "sha256": None, "identity": placed_identity(dest, move)}
+        return done_record(move, "copy", None, placed_identity(dest, move))
     # e.g. an interrupted restore, after which the user put a new copy of the model in place
     where = (os.path.join(source.path, move.name), os.path.join(dest.path, move.name))
     return {"type": "skip", "key": move.key, "why": f"both {where[0]} and {where[1]} exist and differ; neither was touched"}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .catalogue import RUN_ID, BackupRun, Status, StoreId, list_runs, remove_empty_folders
-from .fsops import Tree, split, unsafe_name
+from .fsops import Tree, split, unsafe_name, written_by_me
 from .layout import INDEX_NAME, LEGACY_INDEX_NAME
 
 
@@ -66,8 +66,7 @@ def owned(run: BackupRun) -> bool:
             index = os.stat(run.path / LEGACY_INDEX_NAME, follow_symlinks=False)
     except OSError:
         return False
-    mine = folder.st_uid == index.st_uid == os.geteuid()
-    return mine and stat.S_ISDIR(folder.st_mode) and stat.S_ISREG(index.st_mode) and index.st_nlink == 1
+    return folder.st_uid == os.geteuid() and stat.S_ISDIR(folder.st_mode) and written_by_me(index)
 
 
 def prune_runs(backup: Tree, store: StoreId, retention: Retention, now_ns: int) -> tuple[str, ...]:

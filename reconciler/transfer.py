@@ -35,7 +35,20 @@ from .layout import journal_path
 from .moves import Move, Op, Role, RunHeader, Skip, Trees, Unsettled, move_entry, placed_identity
 from .retention import Retention, prune_runs, remove_if_empty
 
-__all__ = ["Move", "Op", "Outcome", "Role", "RunHeader", "RunState", "Skip", "Trees", "execute", "placed_identity", "run_moves"]
+__all__ = [
+    "Move",
+    "Op",
+    "Outcome",
+    "Role",
+    "RunHeader",
+    "RunState",
+    "Skip",
+    "Trees",
+    "done_record",
+    "execute",
+    "placed_identity",
+    "run_moves",
+]
 
 _SKIP_ERRNOS = (errno.EACCES, errno.EPERM)
 GROUP = 256  # renames per group commit: one journal fsync and one fsync per folder for each group
@@ -133,13 +146,7 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
             continue
         except Unsettled as unsettled:
             commit()
-            record = {
-                "type": "done",
-                "key": move.key,
-                "method": unsettled.method,
-                "sha256": unsettled.digest,
-                "identity": unsettled.identity,
-            }
+            record = done_record(move, unsettled.method, unsettled.digest, unsettled.identity)
             journal.record(record)
             state.done[move.key] = record
             failure = unsettled.error.strerror or str(unsettled.error)
@@ -155,7 +162,7 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
                 f"moving {move.name} failed: {exc.strerror or exc}; it is still whole where it was. Moved before the failure: {moved_names}"
             ) + (f"; {synced}" if synced else "")
             break
-        record = {"type": "done", "key": move.key, "method": method, "sha256": digest, "identity": identity}
+        record = done_record(move, method, digest, identity)
         if method == "rename":
             group.append(record)
             if len(group) >= GROUP:
@@ -176,6 +183,11 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
     moved = tuple(_entry(m, state.done[m.key]) for m in header.moves if m.key in state.done and m.role is not Role.DISPLACE)
     displaced = tuple(m.name for m in header.moves if m.key in state.done and m.role is Role.DISPLACE)
     return Outcome(moved, state.skips(), pruned, error, displaced)
+
+
+def done_record(move: Move, method: str, digest: str | None, identity: list[int] | None) -> dict[str, Any]:
+    """The journal record of a completed move (written by a run, or by recovery from the disk)."""
+    return {"type": "done", "key": move.key, "method": method, "sha256": digest, "identity": identity}
 
 
 def _name_of(key: str) -> str:
