@@ -49,10 +49,11 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `ocr-r
         UnknownRunError,
         UsageError,
     )
+    from .journal import Pending
     from .manifest import Manifest, load_manifest
     from .plan import Action, Change, FleetPlan, Guard, Guards, Plan, Summary, Violation
     from .planfile import SavedPlan, Snapshot, fleet_doc, load_plan, load_snapshot, plan_doc, save_plan, save_snapshot
-    from .recovery import Abandoned, Pending, Recovery
+    from .recovery import Abandoned, Recovery
     from .restore import RestorePlan, RestoreResult
     from .scan import FileFacts, StoreScan
 
@@ -80,7 +81,7 @@ _WHERE = {
     "LockedError": "errors",
     "Manifest": "manifest",
     "ManifestError": "errors",
-    "Pending": "recovery",
+    "Pending": "journal",
     "PendingRunError": "errors",
     "Plan": "plan",
     "PlanFileError": "errors",

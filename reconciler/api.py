@@ -21,22 +21,25 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .apply import ApplyResult, apply_plan, check_backup_root, refuse_unapplicable
 from .catalogue import BackupRun, Status, StoreId, find_run, list_runs, open_backup_root
 from .errors import BackupError, ManifestError, RelativeStoreError, StalePlanError, StoreNotFound, UsageError
 from .hashcache import HashCache
-from .journal import StoreLock, store_lock
-from .layout import default_backup_root
+from .journal import Pending, StoreLock, pending_run, store_lock
+from .layout import check_backup_root, default_backup_root
 from .manifest import Manifest, ManifestRef, load_manifest
-from .plan import FleetPlan, Guards, Plan, guards_for, make_plan
+from .plan import FleetPlan, Guards, Plan, guards_for, make_plan, refuse_unapplicable
 from .planfile import SavedPlan, Snapshot, fingerprint_differences, iso_time, load_snapshot
 from .progress import Progress
-from .recovery import Abandoned, Pending, Recovery, abandon, pending_run, recover
-from .restore import RestorePlan, RestoreResult, plan_restore, restore
 from .retention import Retention, deletable, delete_runs, surplus_runs
 from .scan import Everything, StoreScan, mutable_root, resolve_root, scan_store
 from .stores import ModelStore, engine_default_path, open_store
+
+if TYPE_CHECKING:  # the mutation modules are imported by the calls that mutate, so reading stays light
+    from .apply import ApplyResult
+    from .recovery import Abandoned, Recovery
+    from .restore import RestorePlan, RestoreResult
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,8 @@ class Session:
 
     def plan_restore(self, run_id: str, names: Sequence[str] = (), force: bool = False) -> RestorePlan:
         """What restoring ``names`` (all when empty) of run ``run_id`` would do. Changes nothing."""
+        from .restore import plan_restore
+
         run = self.find_run(run_id)
         return plan_restore(run, names, force, self.restore_target(run))
 
@@ -183,6 +188,8 @@ class Session:
         recovered first (``Held.recovery`` says what it did). In a session opened on a saved plan, the
         plan is checked against the store before the lock file is even created (unless an interrupted
         run is waiting there: it is recovered first, and the plan checked after)."""
+        from .recovery import recover
+
         root = store_root or mutable_root(self._given_root())
         if self.saved is not None and self.pending(root) is None:
             self.verify(self.saved)  # a stale or foreign saved plan creates no lock file beside its store
@@ -204,6 +211,8 @@ class Session:
     def abandon(self) -> Abandoned | None:
         """Release the store from an interrupted run whose journal cannot be acted on, moving no
         byte (see :func:`~.recovery.abandon`); None when there was no journal."""
+        from .recovery import abandon
+
         root = self.store_root()
         with store_lock(root, self.lock_timeout, "abandon") as lock:
             return abandon(root, lock, self.backup_root(root))
@@ -233,6 +242,8 @@ class Session:
         """Move the plan's unmanaged files to a new backup run. Without ``held``, takes the lock,
         re-plans, and applies the fresh plan only if it equals ``plan`` (StalePlanError if not): so a
         plan read back from a file, or made before the lock was taken, can be passed safely."""
+        from .apply import apply_plan
+
         manifest = self._manifest_for(plan)
         keep = self.retention()
         if held is None:
@@ -292,6 +303,8 @@ class Session:
         """Carry out a restore plan. Without ``held``, takes the lock for the plan's store and plans
         the restore again under it: if recovery had to run first, or the store or the run changed,
         the plan is stale (StalePlanError) and nothing is restored."""
+        from .restore import plan_restore, restore
+
         if held is not None:
             return restore(plan, held.lock)
         with self.lock("restore", plan.store) as taken:
@@ -330,17 +343,12 @@ def open_session(
     loaded = manifest if isinstance(manifest, Manifest) or manifest is None else load_manifest(manifest)
     with ExitStack() as stack:
         yield Session(
-            stack,
-            loaded,
-            Path(store) if store is not None else None,
-            backend,
-            Path(license_file) if license_file is not None else None,
-            Path(backup_dir) if backup_dir is not None else None,
-            lock_timeout,
-            saved,
-            hash_cache,
-            progress,
+            stack, loaded, _path(store), backend, _path(license_file), _path(backup_dir), lock_timeout, saved, hash_cache, progress
         )
+
+
+def _path(given: str | os.PathLike[str] | None) -> Path | None:
+    return Path(given) if given is not None else None
 
 
 def manifest_of(saved: SavedPlan) -> Manifest:

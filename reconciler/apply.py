@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .catalogue import Entry, Provenance, new_run_id
-from .errors import ApplyError, CannotConvergeError, ConfigError, GuardError
+from .errors import ApplyError
 from .journal import StoreLock
-from .plan import Plan
+from .plan import Plan, refuse_unapplicable
 from .retention import Retention
 from .transfer import Move, Op, Role, RunHeader, execute
 
@@ -37,25 +37,6 @@ class ApplyResult:
         """Bytes that left the store's filesystem: only copies to another filesystem. A rename within
         one filesystem frees nothing until the run holding the file is pruned."""
         return sum(m.size for m in self.moved if m.method == "copy" and m.kind == "file")
-
-
-def check_backup_root(store_root: str, backup_root: Path) -> Path:
-    """Refuse a backup folder inside the store (its files would be listed as models), or equal to it."""
-    store_real = os.path.realpath(store_root)
-    backup_real = os.path.realpath(backup_root)
-    if backup_real == store_real or backup_real.startswith(store_real.rstrip("/") + "/"):
-        raise ConfigError(f"backup folder {backup_root} is inside the store {store_root}; choose a folder beside it")
-    return backup_root
-
-
-def refuse_unapplicable(plan: Plan, backup_root: Path) -> None:
-    """Raise if ``plan`` must not be applied: missing models (exit 3), a backup folder inside the
-    store, or a broken guard (exit 4). Call it before asking for confirmation; apply_plan calls it too."""
-    if not plan.converges:
-        raise CannotConvergeError([c.name for c in plan.blocking])
-    check_backup_root(plan.scan.root, backup_root)
-    if plan.violations:
-        raise GuardError(plan.violations)
 
 
 def apply_plan(plan: Plan, backup_root: Path, retention: Retention, lock: StoreLock, run_id: str | None = None) -> ApplyResult:

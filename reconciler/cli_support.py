@@ -20,9 +20,9 @@ from typing import Annotated, Any
 
 import typer
 from typer._click.core import ParameterSource
-from typer.core import TyperArgument, TyperGroup, TyperOption
+from typer.core import TyperGroup
 
-from . import render, render_runs
+from . import cli_typer, render, render_runs  # noqa: F401  (cli_typer: Typer adapted on import)
 from .api import Held, Session, open_session
 from .cli_progress import TerminalProgress
 from .errors import (
@@ -43,24 +43,6 @@ from .layout import JOURNAL_SUFFIX
 from .stores import BACKENDS
 
 log = logging.getLogger("reconciler")
-
-
-def _flag_type(self: TyperOption, ctx: Any) -> str | None:
-    """Typer 0.29 shows ``<bool>`` after every flag in --help; a flag takes no value, so show none."""
-    return None if self.is_flag else _TYPE_OF_VALUE(self, ctx)
-
-
-def _element_type(self: TyperArgument, ctx: Any) -> str | None:
-    """``<list[Path]>`` for an argument that takes several values: the usage line already says
-    ``NAME...``, so show the type of one (``<path>``)."""
-    shown = _TYPE_OF_ARGUMENT(self, ctx)
-    return f"<{shown[6:-2].lower()}>" if shown and shown.startswith("<list[") else shown
-
-
-_TYPE_OF_VALUE = TyperOption.display_type_rich
-_TYPE_OF_ARGUMENT = TyperArgument.display_type_rich
-TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
-TyperArgument.display_type_rich = _element_type  # type: ignore[method-assign,assignment]
 
 
 class Group(TyperGroup):

@@ -29,7 +29,7 @@ from typing import Any
 from . import faults
 from .errors import JournalError, LockedError, ReconcilerError, UsageError
 from .fsops import fsync_dir, written_by_me
-from .layout import lock_path
+from .layout import journal_path, lock_path
 
 POLL_SECONDS = 0.05
 
@@ -224,3 +224,24 @@ def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | No
     if any(isinstance(e, dict) and e.get("type") == ABANDONED for e in entries):
         raise JournalError(str(path), "belongs to a run that was abandoned (it was renamed back into place?)")
     return entries[0], [e for e in entries[1:] if isinstance(e, dict)]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An interrupted run found on a store (read-only report): its op and run id, if readable."""
+
+    op: str
+    run_id: str | None
+
+
+def pending_run(store_root: str) -> Pending | None:
+    """The interrupted run on this store, if its journal is there (read-only; an unreadable journal
+    reports as op "unreadable")."""
+    try:
+        found = read_journal(journal_path(store_root))
+    except JournalError:
+        return Pending("unreadable", None)
+    if found is None:
+        return None
+    header = found[0]
+    return Pending(str(header.get("op", "run")), header.get("run_id"))

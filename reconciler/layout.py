@@ -16,7 +16,10 @@ is added here once. This module only computes names: it never touches the disk.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from .errors import ConfigError
 
 LOCK_SUFFIX = ".ocr-reconcile.lock"
 JOURNAL_SUFFIX = ".ocr-reconcile-journal"
@@ -65,3 +68,12 @@ def temp_name(token: str, index: int) -> str:
     """The temporary name of move ``index`` of the run with ``token``: a base name, well under any
     filesystem's limit whatever the length of the name it will become."""
     return f"{TEMP_PREFIX}{token}-{index}"
+
+
+def check_backup_root(store_root: str, backup_root: Path) -> Path:
+    """Refuse a backup folder inside the store (its files would be listed as models), or equal to it."""
+    store_real = os.path.realpath(store_root)
+    backup_real = os.path.realpath(backup_root)
+    if backup_real == store_real or backup_real.startswith(store_real.rstrip("/") + "/"):
+        raise ConfigError(f"backup folder {backup_root} is inside the store {store_root}; choose a folder beside it")
+    return backup_root

@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
+from pathlib import Path
 from typing import NamedTuple
 
-from .errors import ExitCode
-from .layout import is_control_name
+from .errors import CannotConvergeError, ExitCode, GuardError
+from .layout import check_backup_root, is_control_name
 from .manifest import Manifest, ManifestRef, fold
 from .patterns import base_match, glob_match
 from .scan import FileFacts, StoreScan
@@ -299,3 +300,13 @@ def assemble(manifest: ManifestRef, scan: StoreScan, changes: Iterable[Change], 
     moving = [c for c in ordered if c.action is Action.DELETE]
     violations = violations_of(guards, len(moving), sum(c.size for c in moving), len(scan.files), manifest.models)
     return Plan(manifest=manifest, scan=scan, changes=ordered, guards=guards, violations=violations)
+
+
+def refuse_unapplicable(plan: Plan, backup_root: Path) -> None:
+    """Raise if ``plan`` must not be applied: missing models (exit 3), a backup folder inside the
+    store, or a broken guard (exit 4). Call it before asking for confirmation; apply_plan calls it too."""
+    if not plan.converges:
+        raise CannotConvergeError([c.name for c in plan.blocking])
+    check_backup_root(plan.scan.root, backup_root)
+    if plan.violations:
+        raise GuardError(plan.violations)

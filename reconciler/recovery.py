@@ -39,14 +39,6 @@ class Recovery:
 
 
 @dataclass(frozen=True)
-class Pending:
-    """An interrupted run found on a store (read-only report): its op and run id, if readable."""
-
-    op: str
-    run_id: str | None
-
-
-@dataclass(frozen=True)
 class Abandoned:
     """What :func:`abandon` recorded: where the journal was kept, where each file of the run is
     (``(name, place)``), and the unfinished backup runs it turned into restorable ``abandoned`` runs."""
@@ -54,19 +46,6 @@ class Abandoned:
     journal_kept: str
     places: tuple[tuple[str, str], ...]
     runs: tuple[str, ...]
-
-
-def pending_run(store_root: str) -> Pending | None:
-    """The interrupted run on this store, if its journal is there (read-only; an unreadable journal
-    reports as op "unreadable")."""
-    try:
-        found = read_journal(journal_path(store_root))
-    except JournalError:
-        return Pending("unreadable", None)
-    if found is None:
-        return None
-    header = found[0]
-    return Pending(str(header.get("op", "run")), header.get("run_id"))
 
 
 def _header(path: Path, raw: dict[str, Any], store_root: str) -> RunHeader:

@@ -4,15 +4,17 @@ recovery. Part of the CLI layer (like ``render.py``, whose helpers it uses): val
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .apply import ApplyResult
 from .catalogue import BackupRun
 from .planfile import iso_time
-from .recovery import Abandoned, Recovery
 from .render import count, format_size, safe
-from .restore import RestorePlan, RestoreResult
 from .retention import Retention
+
+if TYPE_CHECKING:
+    from .apply import ApplyResult
+    from .recovery import Abandoned, Recovery
+    from .restore import RestorePlan, RestoreResult
 
 
 def apply_text(result: ApplyResult, restore_args: str = "", quiet: bool = False, pruned_sizes: dict[str, int] | None = None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("jsonschema", "typer", "yaml", "reconciler.api", "reconciler.manifest", "aspose")
 
@@ -50,3 +51,59 @@ def test_plan_json_is_compact_for_a_machine_and_indented_on_a_terminal(tmp_path:
 def test_help_imports_no_validator() -> None:
     body = "from reconciler.console import main\ntry:\n    main()\nexcept SystemExit:\n    pass"
     assert "jsonschema" not in _loaded(body, "--help")
+
+
+MUTATION = ("reconciler.apply", "reconciler.transfer", "reconciler.moves", "reconciler.recovery", "reconciler.restore")
+READ_ONLY = (
+    ("validate", "{manifest}"),
+    ("plan", "{manifest}", "--store", "{store}", "--backend", "directory"),
+    ("plan", "--json", "{manifest}", "--store", "{store}", "--backend", "directory"),
+    ("check", "{manifest}", "--store", "{store}", "--backend", "directory"),
+    ("list", "{manifest}", "--store", "{store}", "--backend", "directory"),
+    ("backups", "--store", "{store}"),
+)
+
+
+def _loaded_by_command(args: tuple[str, ...], watch: tuple[str, ...]) -> list[str]:
+    body = "from reconciler.console import main\ntry:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, 2, None), exc.code"
+    code = PROBE.format(body=body, heavy=watch)
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [line] = [x for x in done.stdout.splitlines() if x.startswith("HEAVY:")]
+    return [m for m in line.removeprefix("HEAVY:").split(",") if m]
+
+
+def test_reading_commands_import_no_mutation_code_and_no_pydantic(tmp_path: Path) -> None:
+    """Typer 0.29 coerces values through pydantic (~80 ms); cli_typer does it for the CLI's plain types."""
+    subprocess.run([sys.executable, "-m", "reconciler.demo", str(tmp_path / "demo")], check=True, capture_output=True, timeout=120)
+    manifest = Path(__file__).parent.parent / "manifests" / "example.yaml"
+    for args in READ_ONLY:
+        filled = tuple(a.format(manifest=manifest, store=tmp_path / "demo" / "models") for a in args)
+        assert _loaded_by_command(filled, (*MUTATION, "pydantic", "aspose")) == [], filled
+
+
+def test_apply_imports_the_mutation_code_the_probe_watches(tmp_path: Path) -> None:
+    """The probe above can fail: a command that mutates is seen importing what it watches."""
+    subprocess.run([sys.executable, "-m", "reconciler.demo", str(tmp_path / "demo")], check=True, capture_output=True, timeout=120)
+    manifest = Path(__file__).parent.parent / "manifests" / "example.yaml"
+    args = ("apply", "--yes", str(manifest), "--store", str(tmp_path / "demo" / "models"), "--backend", "directory")
+    assert set(_loaded_by_command(args, MUTATION)) >= {"reconciler.apply", "reconciler.transfer", "reconciler.moves"}
+
+
+def test_option_values_are_still_checked_without_pydantic(tmp_path: Path) -> None:
+    """cli_typer's own coercion: wrong values are refused with Typer's usual one-line reason."""
+    from typer.testing import CliRunner
+
+    from reconciler.cli import app
+
+    runner = CliRunner()
+    for args, reason in (
+        (["backups", "prune", "--keep", "-1"], "'--keep': -1 is below the minimum, 0"),
+        (["backups", "prune", "--keep", "x"], "'--keep': 'x' is not a whole number"),
+        (["apply", "--lock-timeout", "soon", "m.yaml"], "'--lock-timeout': 'soon' is not a number"),
+        (["apply", "--max-delete", "1.5", "m.yaml"], "'--max-delete': '1.5' is not a whole number"),
+    ):
+        result = runner.invoke(app, ["--quiet", *args])
+        assert result.exit_code != 0 and reason in result.output, (args, result.output)
+    done = runner.invoke(app, ["backups", "--store", str(tmp_path), "prune", "--keep", "2", "--dry-run"])
+    assert done.exit_code == 0, done.output

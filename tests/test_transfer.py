@@ -25,10 +25,10 @@ from reconciler.catalogue import (
 )
 from reconciler.errors import ApplyError, PendingRunError, UnknownRunError
 from reconciler.fsops import Tree
-from reconciler.journal import Journal, read_journal, store_lock
+from reconciler.journal import Journal, pending_run, read_journal, store_lock
 from reconciler.layout import INDEX_NAME, journal_path
 from reconciler.planfile import fingerprint_differences
-from reconciler.recovery import pending_run, recover
+from reconciler.recovery import recover
 from reconciler.retention import Retention, prune_runs
 from reconciler.scan import FileFacts, StoreScan, stat_entry
 from reconciler.transfer import Move, Op, Role, RunHeader, execute
