@@ -23,6 +23,23 @@ log = logging.getLogger("reconciler")
 BACKENDS = ("auto", "aspose", "directory")
 # The engine's data folder under LocalApplicationData (measured; see docs/engine.md).
 ENGINE_SUBDIR = os.path.join("Aspose.AI.LLM", "models")
+# Unlicensed, list_local() keeps only files of this name, compared as .NET's OrdinalIgnoreCase does
+# under invariant globalization: ASCII letters only (measured; tests/test_engine.py re-checks it).
+EVALUATION_MODEL = "Llama-3.2-3B-Instruct-Q4_K_M.gguf"
+
+
+def evaluation_visible(name: str) -> bool:
+    """Whether the unlicensed engine lists a file whose store-relative name is ``name``."""
+    base = name.rsplit("/", 1)[-1]
+    return base.isascii() and base.lower() == EVALUATION_MODEL.lower()
+
+
+def rule_listing(root: str, licensed: bool = True) -> list[str]:
+    """What ``list_local()`` returns for a folder ``root``, computed by the engine's rules: paths of
+    the files :func:`walk_store` yields, only those :func:`evaluation_visible` when not licensed."""
+    if not os.path.isdir(root):
+        raise StoreNotFound(os.path.abspath(root))
+    return [os.path.join(root, name) for name, _ in walk_store(root) if licensed or evaluation_visible(name)]
 
 
 class ModelStore(Protocol):
@@ -113,9 +130,7 @@ class DirectoryStore:
         return self._path
 
     def list_local(self) -> list[str]:
-        if not os.path.isdir(self._path):
-            raise StoreNotFound(os.path.abspath(self._path))
-        return [os.path.join(self._path, name) for name, _ in walk_store(self._path)]
+        return rule_listing(self._path)
 
     def free_resources(self) -> None:
         """Nothing to free; present so both backends share one protocol."""
@@ -149,30 +164,30 @@ class AsposeStore:
                     raise EngineError(f"cannot apply Aspose license {license_file}: {_one_line(exc)}") from None
             self._ai: Any = AsposeAI()
             self.licensed = bool(ocr.License().is_licensed)
+        self._folder: str | None = None
 
     def set_path(self, path: str) -> None:
-        """Point the engine at ``path``: only ``set_post_processor`` can (it also tries to load llama)."""
+        """List ``path`` rather than the engine's own folder, without ever loading a model.
+
+        Only ``set_post_processor`` points the engine elsewhere, and on a host where llama's native
+        library loads, that call loads a model and may fetch llama's binaries (docs/engine.md, from
+        its CIL). So the engine lists only its own folder; any other is listed by
+        :func:`rule_listing`, with the engine's rules and this engine's licence state."""
         if not os.path.isdir(path):
             raise StoreNotFound(os.path.abspath(path))
-        from aspose.ocr.ai import AsposeAIModelConfig, SpellCheckAIProcessor
-
-        config = AsposeAIModelConfig()
-        config.allow_auto_download = False
-        config.directory_model_path = path
-        try:
-            with _engine_call():
-                self._ai.set_post_processor(SpellCheckAIProcessor(), config)
-        except Exception as exc:  # llama's native library is usually absent; the path is set anyway
-            log.debug("engine: set_post_processor raised %s (expected without llama)", _one_line(exc))
-        got = self.get_local_path()
-        if os.path.abspath(got) != os.path.abspath(path):
-            raise EngineError(f"the engine did not accept store path {path} (it reports {got})")
+        if os.path.realpath(path) != os.path.realpath(self.get_local_path()):
+            self._folder = path
+            log.debug("engine: %s is not the engine's folder; listed by the engine's rules", path)
 
     def get_local_path(self) -> str:
+        if self._folder is not None:
+            return self._folder
         with _engine_call():
             return str(self._ai.get_local_path())
 
     def list_local(self) -> list[str]:
+        if self._folder is not None:
+            return rule_listing(self._folder, bool(self.licensed))
         try:
             with _engine_call():
                 return [str(p) for p in self._ai.list_local()]

@@ -130,16 +130,61 @@ def test_apply_never_moves_a_file_the_plan_did_not_name(xdg: Path, tmp_path: Pat
     assert run_cli("apply", manifest, "--yes", env=engine_env(xdg)).stdout.count("No changes.") == 1
 
 
-def test_store_path_is_honoured_by_the_engine(xdg: Path, tmp_path: Path) -> None:
+POINTED_LIST = """
+import json, os, sys
+os.environ.setdefault("DOTNET_SYSTEM_GLOBALIZATION_INVARIANT", "1")
+from aspose.ocr.ai import AsposeAI, AsposeAIModelConfig, SpellCheckAIProcessor
+ai = AsposeAI()
+config = AsposeAIModelConfig()
+config.allow_auto_download = False
+config.directory_model_path = sys.argv[1]
+try:
+    ai.set_post_processor(SpellCheckAIProcessor(), config)
+except Exception:
+    pass  # llama's native library does not load on a test host: no model is loaded
+assert not ai.is_initialized(), "llama loaded here: this oracle must not run on a host with llama"
+print(json.dumps({"path": ai.get_local_path(), "items": list(ai.list_local())}))
+ai.free_resources()
+"""
+NATIVE_LOAD = "find library=liblibdl"  # the dynamic loader's log of set_post_processor's native-load attempt
+
+
+def test_a_custom_store_is_listed_as_the_engine_would_without_pointing_the_engine_there(xdg: Path, tmp_path: Path) -> None:
+    """The engine reaches another folder only through set_post_processor, which loads llama (and a
+    model) where llama loads: ocr-reconcile lists such a folder by the engine's rules instead. The
+    real engine, pointed there by this test alone, is the oracle; the dynamic loader's log shows
+    that ocr-reconcile never tried the native load, and that the oracle did."""
     custom = tmp_path / "custom-store"
-    custom.mkdir()
-    (custom / LLAMA).write_bytes(b"x")
-    (custom / "stale.bin").write_bytes(b"y")
-    result = run_cli("list", str(write_manifest(tmp_path)), "--json", "--store", str(custom), env=engine_env(xdg))
+    for sub in ("sub/deep", "b", "qwen"):
+        (custom / sub).mkdir(parents=True)
+    for name in (
+        LLAMA,
+        "stale.bin",
+        f"sub/{LLAMA}",
+        f"sub/deep/{LLAMA}",
+        f"b/{LLAMA.lower()}",
+        LLAMA + " ",
+        LLAMA.replace("I", "\u0131"),
+        LLAMA.replace("K", "\u212a"),
+        LLAMA.replace("gguf", "GGUF"),
+    ):
+        (custom / name).write_bytes(b"not a model")
+    (custom / "qwen" / LLAMA).symlink_to("../sub")  # a folder
+    (custom / "b" / LLAMA.upper()).symlink_to("gone")  # broken: still a file to the engine
+    env = {**os.environ, **engine_env(xdg), "LD_DEBUG": "libs"}
+    oracle = subprocess.run([sys.executable, "-c", POINTED_LIST, str(custom)], capture_output=True, text=True, env=env, check=True)
+    assert NATIVE_LOAD in oracle.stderr
+    data = json.loads(oracle.stdout)
+    assert data["path"] == str(custom)
+    engine_names = {os.path.relpath(p, custom) for p in data["items"]}
+
+    result = run_cli("list", str(write_manifest(tmp_path)), "--json", "--store", str(custom), env={**engine_env(xdg), "LD_DEBUG": "libs"})
     assert result.returncode == 0, result.stderr
+    assert NATIVE_LOAD not in result.stderr
     listed = json.loads(result.stdout)
     assert listed["store"]["path"] == str(custom)
-    assert {f["name"]: f["engine_visible"] for f in listed["files"]} == {LLAMA: True, "stale.bin": False}
+    assert {f["name"] for f in listed["files"] if f["engine_visible"]} == engine_names
+    assert engine_names == {LLAMA, f"sub/{LLAMA}", f"b/{LLAMA.lower()}", f"b/{LLAMA.upper()}", LLAMA.replace("gguf", "GGUF")}
 
 
 FREED = "ocr-reconcile: engine: free_resources() done"
