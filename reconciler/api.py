@@ -252,10 +252,10 @@ class Session:
             with self.lock() as taken:
                 fresh = make_plan(manifest, self.scan(), plan.guards)
                 _check_fresh(plan, fresh, same_backend=True, subject="plan")
-                return apply_plan(fresh, self.check_applicable(fresh), keep, taken.lock)
+                return apply_plan(fresh, self.check_applicable(fresh), keep, taken.lock, progress=self.progress)
         if not plan.scan.live:
             raise UsageError("this plan was read from a document; apply the fresh plan Session.plan() or verify() returns")
-        return apply_plan(plan, self.check_applicable(plan), keep, held.lock)
+        return apply_plan(plan, self.check_applicable(plan), keep, held.lock, progress=self.progress)
 
     def retention(self) -> Retention:
         """The manifest's backup retention (``backup.keep``, ``backup.max_age``)."""
@@ -306,7 +306,7 @@ class Session:
         from .restore import plan_restore, restore
 
         if held is not None:
-            return restore(plan, held.lock)
+            return restore(plan, held.lock, self.progress)
         with self.lock("restore", plan.store) as taken:
             if taken.recovery is not None:
                 raise StalePlanError(["an interrupted run was recovered first; plan the restore again"], "restore plan")
@@ -314,7 +314,7 @@ class Session:
             fresh = plan_restore(run, plan.names, plan.force, plan.store, plan.displaced_run_id)
             if not fresh.same_as(plan):
                 raise StalePlanError(["the store or the backup run changed since the restore was planned"], "restore plan")
-            return restore(fresh, taken.lock)
+            return restore(fresh, taken.lock, self.progress)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from .catalogue import Entry, Provenance, new_run_id
 from .errors import ApplyError
 from .journal import StoreLock
 from .plan import Plan, refuse_unapplicable
+from .progress import Progress
 from .retention import Retention
 from .transfer import Move, Op, Role, RunHeader, execute
 
@@ -39,7 +40,9 @@ class ApplyResult:
         return sum(m.size for m in self.moved if m.method == "copy" and m.kind == "file")
 
 
-def apply_plan(plan: Plan, backup_root: Path, retention: Retention, lock: StoreLock, run_id: str | None = None) -> ApplyResult:
+def apply_plan(
+    plan: Plan, backup_root: Path, retention: Retention, lock: StoreLock, run_id: str | None = None, progress: Progress | None = None
+) -> ApplyResult:
     """Move the plan's ``delete`` entries into ``backup_root/<run id>/`` and prune old runs.
 
     Refuses a plan that cannot converge or breaks a guard. Raises ApplyError if the run had to stop;
@@ -68,7 +71,7 @@ def apply_plan(plan: Plan, backup_root: Path, retention: Retention, lock: StoreL
         keep=retention.keep,
         max_age_s=retention.max_age_s,
     )
-    outcome = execute(header, lock)
+    outcome = execute(header, lock, progress)
     if outcome.error:
         raise ApplyError(outcome.error)
     if not outcome.moved:

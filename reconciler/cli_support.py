@@ -13,7 +13,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -241,11 +241,17 @@ class Settings:
 SETTINGS = Settings()
 
 
-def open_store_session(*args: Any, **kwargs: Any) -> AbstractContextManager[Session]:
-    """:func:`~.api.open_session` with this invocation's global options (``--no-cache``)."""
+@contextmanager
+def open_store_session(*args: Any, **kwargs: Any) -> Iterator[Session]:
+    """:func:`~.api.open_session` with this invocation's global options (``--no-cache``, ``--quiet``);
+    its progress display is closed on every exit path (a bar left running would hide the cursor)."""
     kwargs.setdefault("hash_cache", not SETTINGS.no_cache)
-    kwargs.setdefault("progress", TerminalProgress(SETTINGS.quiet))
-    return open_session(*args, **kwargs)
+    progress = kwargs.setdefault("progress", TerminalProgress(SETTINGS.quiet))
+    try:
+        with open_session(*args, **kwargs) as session:
+            yield session
+    finally:
+        progress.end()
 
 
 def colour() -> bool:

@@ -26,6 +26,7 @@ from .errors import ApplyError
 from .fsops import Tree, open_regular, rename_noreplace, split
 from .hashing import CHUNK, StreamHasher
 from .layout import temp_name
+from .progress import Progress, Silent
 from .scan import FileFacts
 
 
@@ -149,15 +150,16 @@ class Trees:
     (a new run's folder is made on its first move, so a run that moves nothing makes none).
     :meth:`open` checks the backup folder, and that the store is the one the run began on."""
 
-    def __init__(self, header: RunHeader, store: Tree, backup: Tree) -> None:
+    def __init__(self, header: RunHeader, store: Tree, backup: Tree, progress: Progress | None = None) -> None:
         self.header = header
+        self.progress = progress or Silent()  # bytes moved: all at once for a rename, chunk by chunk for a copy
         self.store = store
         self.backup = backup
         self.runs: dict[str, Tree] = {}
         self.unsynced: set[int] = set()  # folders a rename changed, fsynced once per group commit
 
     @classmethod
-    def open(cls, header: RunHeader) -> Trees:
+    def open(cls, header: RunHeader, progress: Progress | None = None) -> Trees:
         """ConfigError for an unusable backup folder; ApplyError for a store that is gone or replaced."""
         try:
             store = Tree.open(header.store, mode=0o777)  # folders a restore remakes: as the umask says
@@ -173,7 +175,7 @@ class Trees:
         except BaseException:
             store.close()
             raise
-        return cls(header, store, backup)
+        return cls(header, store, backup, progress)
 
     def run(self, run_dir: str, create: bool) -> Tree | None:
         """The run folder ``run_dir`` (made, with an in-progress index, when ``create``), or None
@@ -264,7 +266,7 @@ def move_entry(header: RunHeader, index: int, move: Move, trees: Trees) -> tuple
     except OSError as exc:
         if exc.errno != errno.EXDEV:  # another filesystem, or two bind mounts of one
             raise
-        digest = _copy_verified(move, src_fd, dst_fd, header.temp(index), os.path.join(dest.path, move.name))
+        digest = _copy_verified(move, src_fd, dst_fd, header.temp(index), os.path.join(dest.path, move.name), trees.progress)
         identity = placed_identity(dest, move)
         _sync(src_fd, dst_fd, "copy", digest, identity)
         return "copy", digest, identity
@@ -282,7 +284,7 @@ def _sync(src_fd: int, dst_fd: int, method: str, digest: str | None, identity: l
         raise Unsettled(method, digest, identity, exc) from None
 
 
-def _copy_verified(move: Move, src_fd: int, dst_fd: int, tmp: str, shown: str) -> str | None:
+def _copy_verified(move: Move, src_fd: int, dst_fd: int, tmp: str, shown: str, progress: Progress) -> str | None:
     """Copy ``move``'s entry across filesystems: to ``tmp`` (created with O_EXCL), fsync, verify,
     check the source is unchanged, rename into place (never replacing), then unlink the source.
 
@@ -310,7 +312,7 @@ def _copy_verified(move: Move, src_fd: int, dst_fd: int, tmp: str, shown: str) -
     try:
         before = os.fstat(fin)
         check_unchanged(move, before)
-        digest = _write_copy(move, fin, before, dst_fd, tmp)
+        digest = _write_copy(move, fin, before, dst_fd, tmp, progress)
         if _stamp(os.fstat(fin)) != _stamp(before):
             _discard(dst_fd, tmp)
             raise Skip("changed while it was being copied; left in place, the copy discarded")
@@ -320,7 +322,7 @@ def _copy_verified(move: Move, src_fd: int, dst_fd: int, tmp: str, shown: str) -
         os.close(fin)
 
 
-def _write_copy(move: Move, fin: int, before: os.stat_result, dst_fd: int, tmp: str) -> str:
+def _write_copy(move: Move, fin: int, before: os.stat_result, dst_fd: int, tmp: str, progress: Progress) -> str:
     """Write the bytes of ``fin`` to the new file ``tmp`` (O_EXCL: never one the tool did not
     create), hashing on the way; fsync and verify. On any failure the temporary copy is removed."""
     try:
@@ -334,6 +336,7 @@ def _write_copy(move: Move, fin: int, before: os.stat_result, dst_fd: int, tmp: 
             want.update(chunk)
             os.write(fout, chunk)
             offset += len(chunk)
+            progress.advance(len(chunk))
             faults.event("copy-chunk")
             fault = faults.copy_fault()
             if fault:

@@ -19,6 +19,7 @@ from .errors import BackupError, RestoreConflictError, StoreNotFound
 from .fsops import unsafe_name
 from .hashing import file_sha256
 from .journal import StoreLock
+from .progress import Progress
 from .scan import FileFacts, stat_entry
 from .transfer import Move, Op, Role, RunHeader, execute
 
@@ -191,7 +192,7 @@ def plan_restore(run: BackupRun, names: Sequence[str], force: bool, store: str, 
     return decide_restore(run, entries, store, facts, force, displaced_run_id or new_run_id() + "-displaced")
 
 
-def restore(plan: RestorePlan, lock: StoreLock) -> RestoreResult:
+def restore(plan: RestorePlan, lock: StoreLock, progress: Progress | None = None) -> RestoreResult:
     """Execute ``plan`` as one journaled run under the held store lock."""
     lock.check(plan.store)
     displaced = os.fspath(plan.run.path.parent / plan.displaced_run_id) if plan.displaced_run_id else None
@@ -205,7 +206,7 @@ def restore(plan: RestorePlan, lock: StoreLock) -> RestoreResult:
         moves=plan.moves,
         displaced_run_dir=displaced,
     )
-    outcome = execute(header, lock)
+    outcome = execute(header, lock, progress)
     if outcome.error:
         raise BackupError(outcome.error, plan.run.run_id)
     displaced_run = plan.displaced_run_id if outcome.displaced else None

@@ -33,6 +33,7 @@ from .errors import ApplyError, PendingRunError
 from .journal import Journal, StoreLock
 from .layout import journal_path
 from .moves import Move, Op, Role, RunHeader, Skip, Trees, Unsettled, move_entry, placed_identity
+from .progress import Progress
 from .retention import Retention, prune_runs, remove_if_empty
 
 __all__ = [
@@ -81,13 +82,13 @@ class RunState:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def execute(header: RunHeader, lock: StoreLock) -> Outcome:
+def execute(header: RunHeader, lock: StoreLock, progress: Progress | None = None) -> Outcome:
     """Check the backup folder, journal ``header``, carry out its moves, write the run's index.
     Raises ConfigError for an unusable backup folder, PendingRunError if an interrupted run's
     journal is still there, ApplyError if the journal cannot be written (nothing moved then)."""
     lock.check(header.store)
     path = journal_path(header.store)
-    with Trees.open(header) as trees:
+    with Trees.open(header, progress) as trees:
         header = replace(header, token=header.token or secrets.token_hex(4), store_id=trees.store.identity())
         trees.header = header
         try:
@@ -131,6 +132,8 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
         return failure
 
     role: Role | None = None
+    todo = [m for m in header.moves if m.key not in state.done and m.key not in state.skipped]
+    trees.progress.begin(f"{header.op.value}: {len(todo)} files", sum(m.facts.size for m in todo if m.facts.kind == "file"))
     for index, move in enumerate(header.moves):
         if move.key in state.done or move.key in state.skipped:
             continue
@@ -164,6 +167,7 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
             break
         record = done_record(move, method, digest, identity)
         if method == "rename":
+            trees.progress.advance(move.facts.size if move.facts.kind == "file" else 0)
             group.append(record)
             if len(group) >= GROUP:
                 error = commit()
@@ -177,6 +181,7 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
         if error:
             break
     error = commit() or error
+    trees.progress.end()
     pruned = _finalise(header, state, trees, failed=bool(error))
     journal.remove()
     faults.step("journal-removed")

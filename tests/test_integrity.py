@@ -5,6 +5,8 @@ filesystems reads it once; a restore checks identities instead of hashing. Measu
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -214,3 +216,33 @@ def test_the_cli_prints_plain_progress_lines_off_a_terminal(monkeypatch: pytest.
     quiet.begin("hashing 2 files", 2048)
     quiet.advance(2048)
     assert capsys.readouterr().err == ""
+
+
+def test_apply_reports_its_progress_a_copy_chunk_by_chunk(
+    store: Path, big: Path, write_manifest: Callable[..., Path], other_fs: Path
+) -> None:
+    """Across filesystems the copy advances as it writes; every byte planned is reported once."""
+    recorder = Recorder()
+    with open_session(write_manifest(backup={"dir": str(other_fs / "b")}), progress=recorder) as session:
+        plan = session.plan()
+        recorder.events.clear()
+        session.apply(plan)
+    moved = [c for c in plan.changes if c.action.value == "delete"]
+    total = sum(c.size for c in moved if c.before is not None and c.before.kind == "file")
+    assert recorder.events[0] == ("begin", (f"apply: {len(moved)} files", total))
+    advanced = [n for kind, n in recorder.events if kind == "advance" and isinstance(n, int)]
+    assert sum(advanced) == total and len(advanced) >= SIZE // (8 * 1024 * 1024)  # many steps for the one big copy
+    assert recorder.events[-1] == ("end", None)
+
+
+def test_a_long_apply_shows_progress_on_stderr_never_on_stdout(store: Path, big: Path, write_manifest: Callable[..., Path]) -> None:
+    """Off a terminal the CLI prints a plain line (here every 0 s); stdout, which may carry JSON, stays clean."""
+    code = "from reconciler import cli_progress; cli_progress.PLAIN_EVERY_S = 0.0; from reconciler.console import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "apply", "--yes", str(write_manifest())], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [x for x in done.stderr.splitlines() if x.startswith("ocr-reconcile: apply: ")]
+    done_bytes, total = lines[-1].rsplit(": ", 1)[1].split(" of ")
+    assert done_bytes == total, done.stderr  # the last line: every byte moved
+    assert "ocr-reconcile:" not in done.stdout

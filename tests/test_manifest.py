@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -195,3 +196,29 @@ def test_an_unquoted_all_digit_hash_is_explained() -> None:
         parse_manifest((HEAD + f"models:\n  - name: a\n    sha256: {digits}\n").encode(), "m.yaml")
     [line] = caught.value.problems
     assert line.startswith("m.yaml:6:13: models[0].sha256: must be 64 hex digits in quotes ('…'): YAML read ") and "as a number" in line
+
+
+def test_a_list_over_its_limit_is_one_short_line() -> None:
+    """The schema's own message would print all 10,001 entries."""
+    text = HEAD + "models:\n" + "".join(f"  - name: m{i}.gguf\n" for i in range(10_001))
+    [line] = problems(text)
+    assert line == "m.yaml:5:3: models: has 10,001 entries; at most 10,000 allowed"
+
+
+YAML_TEXTS = [EXAMPLE_MANIFEST.read_text(), *(text for text, _ in CASES), HEAD + "models: [\n", HEAD + "a: b: c\n", HEAD + "\tmodels: []\n"]
+
+
+@pytest.mark.parametrize("text", YAML_TEXTS)
+def test_the_c_parser_reads_every_manifest_as_pyyaml_does(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path (libyaml) gives the same document, positions and messages as PyYAML's own parser."""
+    from reconciler import manifest
+
+    def outcome() -> object:
+        try:
+            return parse_manifest(text.encode(), "m.yaml")
+        except ManifestError as exc:
+            return exc.problems
+
+    fast = outcome()
+    monkeypatch.setattr(manifest, "_FAST_LOADER", yaml.SafeLoader)
+    assert outcome() == fast
