@@ -160,7 +160,11 @@ def plan(
                 retention = session.retention()
             if out is not None:
                 save_plan(out, live)
-        typer.echo(render.render_plan(result, fmt, view(show_unchanged)), nl=fmt != "markdown", color=colour())
+        shown = view(show_unchanged)
+        if fmt == "json" and not shown.on_terminal:
+            render.write_plan_json(result, sys.stdout)  # streamed: a 100,000-file plan is never one string
+        else:
+            typer.echo(render.render_plan(result, fmt, shown), nl=fmt != "markdown", color=colour())
         if fmt == "text" and not snapshots and pruning:
             typer.echo(render_runs.after_apply_text(pruning, retention))
         if out is not None:

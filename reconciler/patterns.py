@@ -8,8 +8,9 @@ Pure functions: no disk, no clock. The plan (``plan.py``) uses the matchers; the
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import yaml
@@ -78,21 +79,37 @@ def glob_match(pattern: str, name: str) -> bool:
     none included, as in gitignore: ``**`` keeps everything, ``**/tokenizer.json`` matches at any
     depth. Case-sensitive, like the Linux filesystem.
     """
-    return _match(pattern.split("/"), name.split("/"))
+    return _match(_parts(pattern), name.split("/"))
 
 
-def _match(parts: list[str], names: list[str]) -> bool:
+_Part = Callable[[str], object] | None  # a compiled part's match; None for "**"
+
+
+@functools.lru_cache(maxsize=4096)
+def _parts(pattern: str) -> tuple[_Part, ...]:
+    return tuple(None if part == "**" else re.compile(fnmatch.translate(part)).match for part in pattern.split("/"))
+
+
+def _match(parts: Sequence[_Part], names: list[str]) -> bool:
     if not parts:
         return not names
-    if parts[0] == "**":
+    first = parts[0]
+    if first is None:
         return any(_match(parts[1:], names[i:]) for i in range(len(names) + 1))
-    return bool(names) and fnmatch.fnmatchcase(names[0], parts[0]) and _match(parts[1:], names[1:])
+    return bool(names) and first(names[0]) is not None and _match(parts[1:], names[1:])
 
 
 def base_match(patterns: tuple[str, ...], name: str) -> str | None:
     """The first pattern matching the last part of ``name`` (a partial-download name), or None."""
     base = name.rpartition("/")[2]
+    if _any_of(patterns)(base) is None:  # one regex for all: most names match none
+        return None
     return next((p for p in patterns if fnmatch.fnmatchcase(base, p)), None)
+
+
+@functools.lru_cache(maxsize=64)
+def _any_of(patterns: tuple[str, ...]) -> Callable[[str], object]:
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)").match
 
 
 def pattern_problem(pattern: str) -> str:

@@ -75,7 +75,7 @@ _PROPS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """The decision for one name. ``before`` is the scanned entry (None when absent)."""
 
@@ -286,7 +286,7 @@ def make_plan(manifest: Manifest, scan: StoreScan, guards: Guards | None = None)
 
     ``guards`` default to the manifest's own limits.
     """
-    changes = [Change(f.name, *classify(manifest, f, scan.scanned_ns), before=f) for f in scan.files]
+    changes = [Change(f.name, *classify(manifest, f, scan.scanned_ns), f) for f in scan.files]
     on_disk = {f.name for f in scan.files}
     for spec in manifest.models:
         if spec.name not in on_disk:

@@ -15,9 +15,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from . import __version__
 from .errors import PlanFileError
@@ -60,8 +61,9 @@ def store_doc(scan: StoreScan) -> dict[str, Any]:
     return {"path": scan.root, "backend": scan.backend, "engine": engine}
 
 
-def plan_doc(plan: Plan) -> dict[str, Any]:
-    """The versioned plan document. ``host`` is the snapshot's host (null for a live store)."""
+def plan_doc(plan: Plan, lazy: bool = False) -> dict[str, Any]:
+    """The versioned plan document. ``host`` is the snapshot's host (null for a live store).
+    ``lazy``: its changes are a :class:`Lazy` array, for :func:`write_json` only."""
     summary = plan.summary
     return {
         "format_version": PLAN_FORMAT_VERSION,
@@ -88,26 +90,27 @@ def plan_doc(plan: Plan) -> dict[str, Any]:
             "violations": [v.message for v in plan.violations],
             "violation_details": [{"guard": v.guard.value, "message": v.message} for v in plan.violations],
         },
-        "changes": [
-            {
-                "name": c.name,
-                "actions": [c.action.value],
-                "reason": c.reason,
-                "before": facts_doc(c.before) if c.before is not None else None,
-            }
-            for c in plan.changes
-        ],
+        "changes": (Lazy if lazy else list)(map(_change_doc, plan.changes)),
         "warnings": list(plan.scan.warnings),
     }
 
 
-def fleet_doc(fleet: FleetPlan) -> dict[str, Any]:
-    """Plans for many hosts (one per snapshot), in one document."""
+def _change_doc(c: Change) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "actions": [c.action.value],
+        "reason": c.reason,
+        "before": facts_doc(c.before) if c.before is not None else None,
+    }
+
+
+def fleet_doc(fleet: FleetPlan, lazy: bool = False) -> dict[str, Any]:
+    """Plans for many hosts (one per snapshot), in one document (``lazy``: as for :func:`plan_doc`)."""
     return {
         "format_version": PLAN_FORMAT_VERSION,
         "tool_version": __version__,
         "kind": "fleet-plan",
-        "hosts": [plan_doc(p) for p in fleet.hosts],
+        "hosts": (Lazy if lazy else list)(plan_doc(p, lazy) for p in fleet.hosts),
     }
 
 
@@ -247,6 +250,61 @@ def json_text(data: Any, compact: bool = False) -> str:
     except UnicodeEncodeError:
         return json.dumps(data, ensure_ascii=True, **shape)
     return text
+
+
+class Lazy:
+    """A JSON array whose items are made one batch at a time as :func:`write_json` writes them, so that
+    a plan of 100,000 files never sits in memory as one document. Not for ``json.dumps``."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.items = items
+
+
+BATCH = 1000  # items encoded per call of the C encoder: its speed, in bounded memory
+
+
+def write_json(value: Any, out: TextIO) -> None:
+    """Write ``value`` as compact JSON (as :func:`json_text` with ``compact``), streaming its :class:`Lazy`
+    arrays; a batch holding a name that is not UTF-8 is written with ``\\u`` escapes."""
+    if isinstance(value, Lazy):
+        out.write("[")
+        for i, (nested, part) in enumerate(_batches(value.items)):
+            out.write("," if i else "")
+            if nested:
+                write_json(part, out)
+            else:
+                out.write(json_text(part, compact=True)[1:-1])
+        out.write("]")
+    elif isinstance(value, dict) and _holds_lazy(value):
+        out.write("{")
+        for i, (key, item) in enumerate(value.items()):
+            out.write(("," if i else "") + json.dumps(key) + ":")
+            write_json(item, out)
+        out.write("}")
+    else:
+        out.write(json_text(value, compact=True))
+
+
+def _batches(items: Iterable[Any]) -> Iterator[tuple[bool, Any]]:
+    """``(False, [up to BATCH items])`` for plain items, ``(True, item)`` for one holding a Lazy array."""
+    batch: list[Any] = []
+    for item in items:
+        if isinstance(item, dict) and _holds_lazy(item):
+            if batch:
+                yield False, batch
+                batch = []
+            yield True, item
+        else:
+            batch.append(item)
+            if len(batch) == BATCH:
+                yield False, batch
+                batch = []
+    if batch:
+        yield False, batch
+
+
+def _holds_lazy(doc: dict[str, Any]) -> bool:
+    return any(isinstance(v, Lazy) for v in doc.values())
 
 
 def write_document(path: str | os.PathLike[str], body: dict[str, Any]) -> None:

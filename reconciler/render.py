@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from .manifest import Manifest
 from .patterns import INVISIBLE
 from .plan import Action, FleetPlan, Plan, Summary, Violation, status_of
-from .planfile import PLAN_FORMAT_VERSION, fleet_doc, iso_time, json_text, plan_doc, store_doc
+from .planfile import PLAN_FORMAT_VERSION, fleet_doc, iso_time, json_text, plan_doc, store_doc, write_json
 from .scan import StoreScan
 
 FORMATS = ("text", "json", "markdown")
@@ -250,6 +250,12 @@ def render_plan(plan: Plan | FleetPlan, fmt: str, view: View = View()) -> str:
     if fmt == "json":
         return dumps(plan_doc(plan), not view.on_terminal)
     return plan_markdown(plan) if fmt == "markdown" else plan_text(plan, view)
+
+
+def write_plan_json(plan: Plan | FleetPlan, out: TextIO) -> None:
+    """The compact JSON :func:`render_plan` gives off a terminal, streamed to ``out`` change by change."""
+    write_json(fleet_doc(plan, lazy=True) if isinstance(plan, FleetPlan) else plan_doc(plan, lazy=True), out)
+    out.write("\n")
 
 
 # -- check --------------------------------------------------------------------------------------

@@ -107,3 +107,34 @@ def test_option_values_are_still_checked_without_pydantic(tmp_path: Path) -> Non
         assert result.exit_code != 0 and reason in result.output, (args, result.output)
     done = runner.invoke(app, ["backups", "--store", str(tmp_path), "prune", "--keep", "2", "--dry-run"])
     assert done.exit_code == 0, done.output
+
+
+def test_streamed_plan_json_is_the_compact_document_byte_for_byte(tmp_path: Path) -> None:
+    """plan --json off a terminal is written change by change (planfile.write_json); the bytes are the
+    document render_plan builds whole, for one store and for a fleet, non-UTF-8 names included."""
+    import io
+    import os
+
+    from reconciler import open_session, planfile, render
+    from reconciler.plan import FleetPlan
+
+    from .conftest import manifest_doc
+
+    store = tmp_path / "models"
+    store.mkdir()
+    for i in range(2 * planfile.BATCH + 7):
+        (store / f"stale-{i}.bin").write_bytes(b"x")
+    os.mkdir(os.fsencode(store / "odd") + b"\xff")
+    (Path(os.fsdecode(os.fsencode(store / "odd") + b"\xff")) / "x.bin").write_bytes(b"y")
+    manifest = tmp_path / "m.yaml"
+    import yaml
+
+    manifest.write_text(yaml.safe_dump(manifest_doc()))
+    with open_session(manifest, store, "directory") as session:
+        plan = session.plan()
+    for value in (plan, FleetPlan((plan, plan))):
+        out = io.StringIO()
+        render.write_plan_json(value, out)
+        whole = render.render_plan(value, "json", render.View(on_terminal=False))
+        assert out.getvalue() == whole + "\n"
+        assert len(planfile.plan_doc(plan)["changes"]) > 2 * planfile.BATCH
