@@ -49,9 +49,12 @@ test: lint typecheck pytest
 
 test-fast: lint typecheck pytest-fast
 
+# Speed, as ratios against baselines measured in the same run (docs/performance.md keeps the figures).
 bench: $(STAMP)
+	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_scan_plan.py
 	$(BIN)/python bench/bench_moves.py
+	$(BIN)/python bench/bench_hash.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from concurrent.futures import Future, ThreadPoolExecutor
 
 CHUNK = 1024 * 1024
 
@@ -46,13 +47,32 @@ def fd_sha256(fd: int) -> str:
 
 
 class StreamHasher:
-    """SHA-256 of bytes as they stream past (a copy hashes what it writes, in the same pass)."""
+    """SHA-256 of bytes as they stream past (a copy hashes what it writes, in the same pass).
+
+    Each chunk is hashed on a helper thread while the caller writes it (hashlib releases the GIL), so a
+    copy costs about the slower of hashing and copying, not their sum. Chunks are hashed one at a time,
+    in order. Use it as a context manager: the thread ends with the block."""
 
     def __init__(self) -> None:
         self._digest = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ocr-reconcile-sha256")
+        self._pending: Future[None] | None = None
 
     def update(self, chunk: bytes) -> None:
-        self._digest.update(chunk)
+        self._wait()
+        self._pending = self._pool.submit(self._digest.update, chunk)
 
     def hexdigest(self) -> str:
+        self._wait()
         return self._digest.hexdigest()
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def __enter__(self) -> StreamHasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)

@@ -10,10 +10,8 @@ when the entry must stay where it is. The run itself (journal, indexes) is ``tra
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import stat
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -22,9 +20,9 @@ from typing import Any
 
 from . import faults
 from .catalogue import BackupRun, Provenance, Status, create_run, open_backup_root
+from .copying import Skip, check_unchanged, copy_verified
 from .errors import ApplyError
-from .fsops import Tree, open_regular, rename_noreplace, split
-from .hashing import CHUNK, StreamHasher
+from .fsops import Tree, rename_noreplace, split
 from .layout import temp_name
 from .progress import Progress, Silent
 from .scan import FileFacts
@@ -128,11 +126,6 @@ class RunHeader:
         )
 
 
-class Skip(Exception):
-    """A move that must not be made (the entry changed or vanished, something is in the way): it is
-    recorded as skipped, with this message as the reason, and the run goes on."""
-
-
 class Unsettled(Exception):
     """The entry did move (``method``, ``digest``), but a step after the move failed (an fsync of its
     folders): the run records the move, then stops with ``error``."""
@@ -213,16 +206,6 @@ class Trees:
         self.close()
 
 
-def check_unchanged(move: Move, now: os.stat_result | None) -> None:
-    """Raise Skip unless ``now`` (an lstat of the move's source) is still the entry that was planned."""
-    if now is None:
-        raise Skip("vanished since the plan was made")
-    f = move.facts
-    kind = "symlink" if stat.S_ISLNK(now.st_mode) else "file" if stat.S_ISREG(now.st_mode) else "other"
-    if (kind, now.st_size, now.st_mtime_ns, now.st_ino, now.st_dev) != f.identity:
-        raise Skip("changed since the plan was made; left in place")
-
-
 def placed_identity(tree: Tree, move: Move) -> list[int] | None:
     """(device, inode, size, mtime_ns) of what a move put at its destination in ``tree``."""
     st = tree.lstat(move.name)
@@ -266,7 +249,7 @@ def move_entry(header: RunHeader, index: int, move: Move, trees: Trees) -> tuple
     except OSError as exc:
         if exc.errno != errno.EXDEV:  # another filesystem, or two bind mounts of one
             raise
-        digest = _copy_verified(move, src_fd, dst_fd, header.temp(index), os.path.join(dest.path, move.name), trees.progress)
+        digest = copy_verified(move, src_fd, dst_fd, header.temp(index), os.path.join(dest.path, move.name), trees.progress)
         identity = placed_identity(dest, move)
         _sync(src_fd, dst_fd, "copy", digest, identity)
         return "copy", digest, identity
@@ -282,118 +265,3 @@ def _sync(src_fd: int, dst_fd: int, method: str, digest: str | None, identity: l
         os.fsync(src_fd)
     except OSError as exc:
         raise Unsettled(method, digest, identity, exc) from None
-
-
-def _copy_verified(move: Move, src_fd: int, dst_fd: int, tmp: str, shown: str, progress: Progress) -> str | None:
-    """Copy ``move``'s entry across filesystems: to ``tmp`` (created with O_EXCL), fsync, verify,
-    check the source is unchanged, rename into place (never replacing), then unlink the source.
-
-    Returns the verified sha256 of the bytes (None for a symlink). Raises Skip when the source
-    changed while it was copied (it stays; the copy is discarded) or changed after the copy was in
-    place (both stay), or when a file appeared at the destination (both stay).
-    """
-    base = split(move.name)[1]
-    if move.facts.kind == "symlink":
-        target = os.readlink(base, dir_fd=src_fd)
-        if target != move.facts.link_target:
-            raise Skip("changed since the plan was made; left in place")
-        try:
-            os.symlink(target, tmp, dir_fd=dst_fd)
-        except FileExistsError:
-            raise _in_the_way(tmp) from None
-        _place(move, src_fd, dst_fd, tmp, shown, None, None)
-        return None
-    try:
-        fin = open_regular(src_fd, base)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EINVAL, errno.ENOENT):
-            raise Skip("changed since the plan was made; left in place") from None
-        raise
-    try:
-        before = os.fstat(fin)
-        check_unchanged(move, before)
-        digest = _write_copy(move, fin, before, dst_fd, tmp, progress)
-        if _stamp(os.fstat(fin)) != _stamp(before):
-            _discard(dst_fd, tmp)
-            raise Skip("changed while it was being copied; left in place, the copy discarded")
-        _place(move, src_fd, dst_fd, tmp, shown, fin, before)
-        return digest
-    finally:
-        os.close(fin)
-
-
-def _write_copy(move: Move, fin: int, before: os.stat_result, dst_fd: int, tmp: str, progress: Progress) -> str:
-    """Write the bytes of ``fin`` to the new file ``tmp`` (O_EXCL: never one the tool did not
-    create), hashing on the way; fsync and verify. On any failure the temporary copy is removed."""
-    try:
-        fout = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dst_fd)
-    except FileExistsError:
-        raise _in_the_way(tmp) from None
-    try:
-        want = StreamHasher()
-        offset = 0
-        while offset < before.st_size and (chunk := os.pread(fin, min(CHUNK, before.st_size - offset), offset)):  # a growing file ends
-            want.update(chunk)
-            os.write(fout, chunk)
-            offset += len(chunk)
-            progress.advance(len(chunk))
-            faults.event("copy-chunk")
-            fault = faults.copy_fault()
-            if fault:
-                raise fault
-        if os.geteuid() == 0:  # keep the owner, as a rename would (otherwise the copy is root's)
-            with contextlib.suppress(OSError):
-                os.fchown(fout, before.st_uid, before.st_gid)
-        os.fchmod(fout, stat.S_IMODE(before.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))  # a copy never gains set-id powers
-        os.utime(fout, ns=(before.st_atime_ns, before.st_mtime_ns))
-        os.fsync(fout)
-        digest = want.hexdigest()  # of the bytes written, in the same pass: no read-back
-        if move.facts.sha256 is not None and digest != move.facts.sha256:
-            raise OSError(errno.EIO, f"{move.name} does not match the sha256 recorded for it")
-    except BaseException:
-        os.close(fout)
-        _discard(dst_fd, tmp)
-        raise
-    os.close(fout)
-    return digest
-
-
-def _stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _place(move: Move, src_fd: int, dst_fd: int, tmp: str, shown: str, fin: int | None, before: os.stat_result | None) -> None:
-    """Rename the verified copy ``tmp`` into place (never replacing: a file that appeared wins, and
-    the copy is discarded), then unlink the source if it is still the entry that was copied."""
-    base = split(move.name)[1]
-    os.fsync(dst_fd)
-    faults.step("copy-written")
-    try:
-        rename_noreplace(dst_fd, tmp, dst_fd, base)
-    except FileExistsError:
-        _discard(dst_fd, tmp)
-        raise Skip(f"a file appeared at {shown}; it was kept, and the original left in place") from None
-    except BaseException:
-        _discard(dst_fd, tmp)
-        raise
-    os.fsync(dst_fd)
-    faults.step("copy-renamed")
-    now = os.stat(base, dir_fd=src_fd, follow_symlinks=False)
-    if (
-        fin is not None
-        and before is not None
-        and (_stamp(os.fstat(fin)) != _stamp(before) or (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino))
-    ):
-        raise Skip(f"changed while it was being moved; the copy at {shown} and the original were both kept")
-    os.unlink(base, dir_fd=src_fd)
-    faults.step("source-unlinked")
-
-
-def _in_the_way(tmp: str) -> Skip:
-    return Skip(f"a file the tool did not create is at its temporary name {tmp!r}; left in place")
-
-
-def _discard(dst_fd: int, tmp: str) -> None:
-    """Remove the temporary copy this run created (and only it: the name is the run's own)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp, dir_fd=dst_fd)

@@ -29,10 +29,11 @@ from typing import Any
 
 from . import faults
 from .catalogue import BackupRun, Entry, Status, StoreId, mark_restored, write_index
+from .copying import Skip
 from .errors import ApplyError, PendingRunError
 from .journal import Journal, StoreLock
 from .layout import journal_path
-from .moves import Move, Op, Role, RunHeader, Skip, Trees, Unsettled, move_entry, placed_identity
+from .moves import Move, Op, Role, RunHeader, Trees, Unsettled, move_entry, placed_identity
 from .progress import Progress
 from .retention import Retention, prune_runs, remove_if_empty
 
