@@ -33,9 +33,12 @@ class TerminalProgress:
         now = time.monotonic()
         if sys.stderr.isatty():
             if self._bar is None and now - self.started >= SHOW_AFTER_S:
+                from rich.console import Console
                 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-                self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), transient=True)
+                columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True), TimeRemainingColumn())
+                # its own console on stderr: Rich's default console writes to stdout, which may be JSON in a file
+                self._bar = Progress(*columns, console=Console(stderr=True), transient=True)
                 self._bar.start()
                 self._task = self._bar.add_task(self.label, total=self.total)
             if self._bar is not None:

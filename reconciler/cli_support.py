@@ -60,12 +60,10 @@ class Group(TyperGroup):
         plain, sys.stdout = sys.stdout, PipeSafe(sys.stdout)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
-        except typer.TyperException as exc:  # usage errors: exit 1, not click's 2
-            show = getattr(exc, "show", None)
-            if callable(show):
-                show()
-            else:
-                typer.echo(f"error: {exc.format_message()}", err=True)
+        except typer.TyperException as exc:  # usage errors: one line, exit 1 (not click's usage block and 2)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None and getattr(exc, "cmd", True) else ""
+            typer.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
             sys.exit(ExitCode.ERROR)
         except typer.Exit as exc:
             sys.exit(exc.exit_code)
@@ -167,6 +165,8 @@ def _hint(exc: ReconcilerError) -> str:
     if isinstance(exc, PendingRunError):
         return f"; run ocr-reconcile recover --store {shlex.quote(exc.journal.removesuffix(JOURNAL_SUFFIX))} first"
     if isinstance(exc, UnknownRunError) and not exc.candidates:
+        if not os.path.isdir(exc.backup_root):
+            return "; no such folder: no apply has moved files out of this store, or the store is another (-m MANIFEST or --store)"
         return " (see: ocr-reconcile backups)"
     if isinstance(exc, RestoreConflictError) and not exc.unmovable:
         return " (--force moves it to a new backup run first)"

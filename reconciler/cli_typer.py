@@ -14,6 +14,7 @@ Part of the CLI layer; must not be used for anything but parsing this tool's own
 
 from __future__ import annotations
 
+import math
 import os
 import types
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ def _number(kind: type[int] | type[float], low: float | None, high: float | None
             number = kind(_text(value).strip()) if not isinstance(value, kind) else value
         except ValueError:
             raise ValueError(f"{_text(value)!r} is not {noun}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{_text(value)!r} is not a finite number")
         if low is not None and number < low:
             raise ValueError(f"{number} is below the minimum, {low:g}")
         if high is not None and number > high:

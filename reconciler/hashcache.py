@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -99,12 +100,15 @@ class HashCache:
             shown = progress or Silent()
             shown.begin(f"hashing {len(todo)} file{'s' if len(todo) != 1 else ''}", sum(key[2] for _, key in todo))
             workers = max(1, min(4, os.cpu_count() or 1, len(todo)))
+            told = threading.Lock()
+
+            def advance(done: int) -> None:  # chunk by chunk, from the hashing threads
+                with told:
+                    shown.advance(done)
+
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(file_sha256, os.path.join(root, name)) for name, _ in todo]
-                digests = []
-                for future, (_, key) in zip(futures, todo, strict=True):
-                    digests.append(future.result())
-                    shown.advance(key[2])
+                futures = [pool.submit(file_sha256, os.path.join(root, name), advance=advance) for name, _ in todo]
+                digests = [future.result() for future in futures]
             shown.end()
             for (name, key), digest in zip(todo, digests, strict=True):
                 out[name] = digest

@@ -10,15 +10,18 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 CHUNK = 1024 * 1024
 
 
-def file_sha256(path: str | os.PathLike[str], dir_fd: int | None = None, follow: bool = True) -> str | None:
+def file_sha256(
+    path: str | os.PathLike[str], dir_fd: int | None = None, follow: bool = True, advance: Callable[[int], object] | None = None
+) -> str | None:
     """SHA-256 (hex) of the bytes at ``path`` (relative to ``dir_fd`` when given), following a
     symlink unless ``follow`` is False; None if it cannot be read or is not a regular file (a FIFO or
-    a device is never read: ``/dev/zero`` would never end)."""
+    a device is never read: ``/dev/zero`` would never end). ``advance`` is told each chunk's size."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags, dir_fd=dir_fd)
@@ -28,14 +31,14 @@ def file_sha256(path: str | os.PathLike[str], dir_fd: int | None = None, follow:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         os.set_blocking(fd, True)
-        return fd_sha256(fd)
+        return fd_sha256(fd, advance)
     except OSError:
         return None
     finally:
         os.close(fd)
 
 
-def fd_sha256(fd: int) -> str:
+def fd_sha256(fd: int, advance: Callable[[int], object] | None = None) -> str:
     """SHA-256 (hex) of a regular file open at ``fd``, read from its start (``pread``: the offset
     of ``fd`` is not moved). Raises OSError."""
     digest = hashlib.sha256()
@@ -43,6 +46,8 @@ def fd_sha256(fd: int) -> str:
     while chunk := os.pread(fd, CHUNK, offset):
         digest.update(chunk)
         offset += len(chunk)
+        if advance is not None:
+            advance(len(chunk))
     return digest.hexdigest()
 
 

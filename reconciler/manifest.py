@@ -248,7 +248,10 @@ def _yaml_error(exc: yaml.YAMLError, source: str) -> ManifestError:
     if isinstance(exc, yaml.MarkedYAMLError):
         at = exc.problem_mark or exc.context_mark
         where = mark(at) if at else "1:1"
-        return ManifestError([f"{source}:{where}: (document): invalid YAML: {_one_line(str(exc.problem or exc.context))}"])
+        said = ", ".join(str(part) for part in (exc.context, exc.problem) if part)  # "expected …, but found …"
+        if "constructor for the tag" in said:
+            said = f"YAML tags are not allowed in manifests ({said})"
+        return ManifestError([f"{source}:{where}: (document): invalid YAML: {_one_line(said)}"])
     return ManifestError([f"{source}: (document): invalid YAML: {_one_line(str(exc))}"])
 
 

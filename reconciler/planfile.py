@@ -11,17 +11,18 @@ whether the world still matches a document. Change ``PLAN_FORMAT_VERSION`` with 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from . import __version__
-from .errors import PlanFileError
+from .errors import PlanFileError, UsageError
+from .jsonout import Lazy, json_text
 from .manifest import ManifestRef, load_schema
 from .plan import Action, Change, FleetPlan, Guards, Plan, assemble
 from .scan import FileFacts, StoreScan
@@ -240,82 +241,26 @@ def with_checksum(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "checksum": checksum(body)}
 
 
-def json_text(data: Any, compact: bool = False) -> str:
-    """JSON, indented (or ``compact``: one line, for machines), UTF-8 as is; with ``\\u`` escapes when a
-    file name is not UTF-8 (surrogates), so that it can be written, and read back to the same name."""
-    shape: dict[str, Any] = {"separators": (",", ":")} if compact else {"indent": 2}
-    text = json.dumps(data, ensure_ascii=False, **shape)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(data, ensure_ascii=True, **shape)
-    return text
-
-
-class Lazy:
-    """A JSON array whose items are made one batch at a time as :func:`write_json` writes them, so that
-    a plan of 100,000 files never sits in memory as one document. Not for ``json.dumps``."""
-
-    def __init__(self, items: Iterable[Any]) -> None:
-        self.items = items
-
-
-BATCH = 1000  # items encoded per call of the C encoder: its speed, in bounded memory
-
-
-def write_json(value: Any, out: TextIO) -> None:
-    """Write ``value`` as compact JSON (as :func:`json_text` with ``compact``), streaming its :class:`Lazy`
-    arrays; a batch holding a name that is not UTF-8 is written with ``\\u`` escapes."""
-    if isinstance(value, Lazy):
-        out.write("[")
-        for i, (nested, part) in enumerate(_batches(value.items)):
-            out.write("," if i else "")
-            if nested:
-                write_json(part, out)
-            else:
-                out.write(json_text(part, compact=True)[1:-1])
-        out.write("]")
-    elif isinstance(value, dict) and _holds_lazy(value):
-        out.write("{")
-        for i, (key, item) in enumerate(value.items()):
-            out.write(("," if i else "") + json.dumps(key) + ":")
-            write_json(item, out)
-        out.write("}")
-    else:
-        out.write(json_text(value, compact=True))
-
-
-def _batches(items: Iterable[Any]) -> Iterator[tuple[bool, Any]]:
-    """``(False, [up to BATCH items])`` for plain items, ``(True, item)`` for one holding a Lazy array."""
-    batch: list[Any] = []
-    for item in items:
-        if isinstance(item, dict) and _holds_lazy(item):
-            if batch:
-                yield False, batch
-                batch = []
-            yield True, item
-        else:
-            batch.append(item)
-            if len(batch) == BATCH:
-                yield False, batch
-                batch = []
-    if batch:
-        yield False, batch
-
-
-def _holds_lazy(doc: dict[str, Any]) -> bool:
-    return any(isinstance(v, Lazy) for v in doc.values())
-
-
 def write_document(path: str | os.PathLike[str], body: dict[str, Any]) -> None:
-    """Write ``body`` with its checksum, atomically (temp file, fsync, rename)."""
+    """Write ``body`` with its checksum, atomically: a new temporary file of our own beside ``path``
+    (O_EXCL, never a link), fsync, rename over ``path``. UsageError when it cannot be written."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(json_text(with_checksum(body)).encode("utf-8") + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{time.time_ns()}.tmp")
+    data = json_text(with_checksum(body)).encode("utf-8") + b"\n"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            with open(fd, "wb", closefd=False) as fh:
+                fh.write(data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        where = f"folder {path.parent} does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
+        raise UsageError(f"cannot write {path}: {where}") from None
 
 
 def save_plan(path: str | os.PathLike[str], plan: Plan) -> None:

@@ -11,10 +11,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from .jsonout import json_text, write_json
 from .manifest import Manifest
 from .patterns import INVISIBLE
 from .plan import Action, FleetPlan, Plan, Summary, Violation, status_of
-from .planfile import PLAN_FORMAT_VERSION, fleet_doc, iso_time, json_text, plan_doc, store_doc, write_json
+from .planfile import PLAN_FORMAT_VERSION, fleet_doc, iso_time, plan_doc, store_doc
 from .scan import StoreScan
 
 FORMATS = ("text", "json", "markdown")
@@ -230,7 +231,10 @@ def fleet_summary(fleet: FleetPlan) -> str:
     changed = sum(1 for h in hosts if h.has_changes or not h.converges)
     stuck = sum(1 for h in hosts if not h.converges)
     guarded = sum(1 for h in hosts if h.converges and h.violations)
-    line = f"{count(moving, 'model')} to move to backup ({format_size(freed)}) across {changed} of {count(len(hosts), 'host')}"
+    if moving:
+        line = f"{count(moving, 'model')} to move to backup ({format_size(freed)}) across {changed} of {count(len(hosts), 'host')}"
+    else:
+        line = f"nothing to move to backup on any of {count(len(hosts), 'host')}"
     line += f"; {count(stuck, 'host')} cannot converge" if stuck else ""
     return line + (f"; {count(guarded, 'host')} {'breaks' if guarded == 1 else 'break'} a guard" if guarded else "")
 

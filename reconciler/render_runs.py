@@ -4,6 +4,7 @@ recovery. Part of the CLI layer (like ``render.py``, whose helpers it uses): val
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from .catalogue import BackupRun
@@ -64,7 +65,8 @@ def runs_json(runs: list[BackupRun]) -> list[dict[str, Any]]:
 
 def runs_text(runs: list[BackupRun], backup_root: str) -> str:
     if not runs:
-        return f"No backup runs in {backup_root}."
+        gone = "" if os.path.isdir(backup_root) else " (no such folder: no apply has moved files out of this store, or it is another store)"
+        return f"No backup runs in {backup_root}{gone}."
     width = max(len(r.run_id) for r in runs)
     lines = [f"Backups in {backup_root}:", f"{'RUN ID':<{width}}  {'CREATED (UTC)':<20}  {'STATUS':<15}  {'FILES':>5}  {'SIZE':>10}"]
     for r in runs:

@@ -134,7 +134,9 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
 
     role: Role | None = None
     todo = [m for m in header.moves if m.key not in state.done and m.key not in state.skipped]
-    trees.progress.begin(f"{header.op.value}: {len(todo)} files", sum(m.facts.size for m in todo if m.facts.kind == "file"))
+    trees.progress.begin(
+        f"{header.op.value}: {len(todo)} file{'s' if len(todo) != 1 else ''}", sum(m.facts.size for m in todo if m.facts.kind == "file")
+    )
     for index, move in enumerate(header.moves):
         if move.key in state.done or move.key in state.skipped:
             continue

@@ -400,3 +400,22 @@ def test_a_saved_plan_applied_twice_says_so_and_snapshots_end_in_json(
     assert again.exit_code == ExitCode.STALE_PLAN and "it was applied already" in again.stderr, again.output
     snap = runner.invoke(app, ["snapshot", "--store", str(store), "--backend", "directory", "--out", str(tmp_path / "s.yaml")])
     assert snap.exit_code == ExitCode.ERROR and "must end in .json" in snap.stderr and not (tmp_path / "s.yaml").exists()
+
+
+def test_an_output_file_that_cannot_be_written_is_one_line_and_a_link_there_is_replaced_not_followed(
+    store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    manifest = str(write_manifest())
+    for args in (["plan", manifest, "--out"], ["snapshot", "--manifest", manifest, "--out"]):
+        done = run_cli(*args, str(tmp_path / "no-such-folder" / "p.json"))
+        assert done.returncode == ExitCode.ERROR
+        assert (
+            done.stderr.strip()
+            == f"error: cannot write {tmp_path / 'no-such-folder' / 'p.json'}: folder {tmp_path / 'no-such-folder'} does not exist"
+        )
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not yours")
+    (tmp_path / "p.json").symlink_to(victim)
+    assert run_cli("plan", manifest, "--out", str(tmp_path / "p.json")).returncode == ExitCode.OK
+    assert victim.read_text() == "not yours" and not (tmp_path / "p.json").is_symlink()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

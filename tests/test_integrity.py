@@ -4,6 +4,7 @@ filesystems reads it once; a restore checks identities instead of hashing. Measu
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -197,6 +198,7 @@ def test_hashing_reports_its_progress_in_bytes(store: Path, big: Path, write_man
         assert recorder.events[0] == ("begin", ("hashing 1 file", SIZE))
         advanced = [n for kind, n in recorder.events if kind == "advance" and isinstance(n, int)]
         assert sum(advanced) == SIZE and recorder.events[-1] == ("end", None)
+        assert len(advanced) >= SIZE >> 20  # chunk by chunk, not once the whole file is read
         recorder.events.clear()
         session.plan()  # cached: nothing to hash, nothing to report
         assert recorder.events == []
@@ -246,3 +248,45 @@ def test_a_long_apply_shows_progress_on_stderr_never_on_stdout(store: Path, big:
     done_bytes, total = lines[-1].rsplit(": ", 1)[1].split(" of ")
     assert done_bytes == total, done.stderr  # the last line: every byte moved
     assert "ocr-reconcile:" not in done.stdout
+
+
+def test_on_a_terminal_the_bar_goes_to_stderr_and_stdout_gets_only_the_document(
+    store: Path, big: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """stdout redirected to a file, stderr a terminal: the Rich bar is drawn on the terminal, and the
+    file holds the JSON document alone (Rich's own console would write to stdout)."""
+    import pty
+    import threading
+
+    manifest = _pinned(write_manifest, _digest(big))
+    master, slave = pty.openpty()
+    shown: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            shown.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    code = "from reconciler import cli_progress; cli_progress.SHOW_AFTER_S = 0.0; from reconciler.console import main; main()"
+    with open(tmp_path / "plan.json", "wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-c", code, "--no-cache", "plan", "--json", str(manifest)],
+            stdout=out,
+            stderr=slave,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+        )
+    os.close(slave)
+    reader.join(timeout=60)
+    os.close(master)
+    assert done.returncode == 0
+    document = (tmp_path / "plan.json").read_bytes()
+    assert document.startswith(b"{") and json.loads(document)["format_version"]
+    assert b"hashing 1 file" in b"".join(shown)

@@ -115,7 +115,8 @@ CASES = [
     ("", ["1:1: (document): the manifest is empty"]),
     (HEAD + "models: [\n", ["(document): invalid YAML"]),
     (HEAD + "models: &m []\nwhitelist: *m\n", ["5:12: (document): YAML aliases (*m) are not allowed"]),
-    (HEAD + "models: !!python/object:os.system {}\n", ["(document): invalid YAML: could not determine a constructor"]),
+    (HEAD + "models: !!python/object:os.system {}\n", ["(document): invalid YAML: YAML tags are not allowed in manifests"]),
+    (HEAD + "models: []\n---\nmodels: []\n", ["invalid YAML: expected a single document in the stream, but found another document"]),
     (HEAD + "models: " + "[" * 40 + "]" * 40 + "\n", ["(document): nesting deeper than 32 levels"]),
     (HEAD + "models: []\n1: x\n", ["5:1: (document): mapping keys must be plain strings"]),
 ]

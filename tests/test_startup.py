@@ -102,27 +102,30 @@ def test_option_values_are_still_checked_without_pydantic(tmp_path: Path) -> Non
         (["backups", "prune", "--keep", "x"], "'--keep': 'x' is not a whole number"),
         (["apply", "--lock-timeout", "soon", "m.yaml"], "'--lock-timeout': 'soon' is not a number"),
         (["apply", "--max-delete", "1.5", "m.yaml"], "'--max-delete': '1.5' is not a whole number"),
+        (["apply", "--lock-timeout", "nan", "m.yaml"], "'--lock-timeout': 'nan' is not a finite number"),
+        (["apply", "--lock-timeout", "inf", "m.yaml"], "'--lock-timeout': 'inf' is not a finite number"),
     ):
         result = runner.invoke(app, ["--quiet", *args])
-        assert result.exit_code != 0 and reason in result.output, (args, result.output)
+        assert result.exit_code == 1 and reason in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1 and "--help')" in result.output, result.output  # one line, with where to look
     done = runner.invoke(app, ["backups", "--store", str(tmp_path), "prune", "--keep", "2", "--dry-run"])
     assert done.exit_code == 0, done.output
 
 
 def test_streamed_plan_json_is_the_compact_document_byte_for_byte(tmp_path: Path) -> None:
-    """plan --json off a terminal is written change by change (planfile.write_json); the bytes are the
+    """plan --json off a terminal is written change by change (jsonout.write_json); the bytes are the
     document render_plan builds whole, for one store and for a fleet, non-UTF-8 names included."""
     import io
     import os
 
-    from reconciler import open_session, planfile, render
+    from reconciler import jsonout, open_session, planfile, render
     from reconciler.plan import FleetPlan
 
     from .conftest import manifest_doc
 
     store = tmp_path / "models"
     store.mkdir()
-    for i in range(2 * planfile.BATCH + 7):
+    for i in range(2 * jsonout.BATCH + 7):
         (store / f"stale-{i}.bin").write_bytes(b"x")
     os.mkdir(os.fsencode(store / "odd") + b"\xff")
     (Path(os.fsdecode(os.fsencode(store / "odd") + b"\xff")) / "x.bin").write_bytes(b"y")
@@ -137,4 +140,4 @@ def test_streamed_plan_json_is_the_compact_document_byte_for_byte(tmp_path: Path
         render.write_plan_json(value, out)
         whole = render.render_plan(value, "json", render.View(on_terminal=False))
         assert out.getvalue() == whole + "\n"
-        assert len(planfile.plan_doc(plan)["changes"]) > 2 * planfile.BATCH
+        assert len(planfile.plan_doc(plan)["changes"]) > 2 * jsonout.BATCH
