@@ -2,7 +2,12 @@
 not change is not read again on every plan and check.
 
 An entry is used only when the file's device, inode, size, mtime_ns and ctime_ns all match what was
-recorded (ctime cannot be set by a user: any change to a file moves it). The cache file is trusted only
+recorded (ctime cannot be set by a user: a write moves it), and only for a file that no other user can
+change: owned by this user and not writable by group or others. (A process that keeps a file mapped
+writable can change its bytes before the kernel moves its times; only the file's owner can, and
+``--no-cache`` re-reads everything.) The key recorded is the ``fstat`` of the descriptor the bytes were
+read from, before and after the read, so a path swapped meanwhile cannot pair one file's hash with
+another file's identity. The cache file is trusted only
 when this user wrote it: a regular file, owned by the effective user, one link, writable by no one
 else; anything else (another user's file planted in the store's writable parent, a link, garbage) is
 discarded, never trusted, and replaced. Saving it is best effort (a read-only parent means no cache).
@@ -18,11 +23,11 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from .fsops import written_by_me
-from .hashing import file_sha256
+from .hashing import fd_sha256
 from .layout import hash_cache_path
 from .progress import Progress, Silent
 
@@ -34,6 +39,32 @@ Key = tuple[int, int, int, int, int]
 
 def _key(st: os.stat_result) -> Key:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _cacheable(st: os.stat_result) -> bool:
+    """Only a file that no other user can change is worth a cache entry (see the module's docstring)."""
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _hash_held(path: str, advance: Callable[[int], None]) -> tuple[str | None, Key | None]:
+    """The sha256 of the file at ``path`` (following a link, like the engine), read through one
+    descriptor, and that descriptor's key if the file was unchanged while read and may be cached."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None, None
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):  # a FIFO or a device is never read
+            return None, None
+        os.set_blocking(fd, True)
+        digest = fd_sha256(fd, advance)
+        after = os.fstat(fd)
+    except OSError:
+        return None, None
+    finally:
+        os.close(fd)
+    return digest, (_key(before) if _key(after) == _key(before) and _cacheable(before) else None)
 
 
 class HashCache:
@@ -90,7 +121,7 @@ class HashCache:
             if not stat.S_ISREG(st.st_mode):
                 out[name] = None
                 continue
-            cached = self._entries.get(name)
+            cached = self._entries.get(name) if _cacheable(st) else None
             if cached is not None and cached[0] == _key(st):
                 out[name] = cached[1]
                 self.hits += 1
@@ -107,15 +138,14 @@ class HashCache:
                     shown.advance(done)
 
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(file_sha256, os.path.join(root, name), advance=advance) for name, _ in todo]
-                digests = [future.result() for future in futures]
+                futures = [pool.submit(_hash_held, os.path.join(root, name), advance) for name, _ in todo]
+                results = [future.result() for future in futures]
             shown.end()
-            for (name, key), digest in zip(todo, digests, strict=True):
+            for (name, _), (digest, read_key) in zip(todo, results, strict=True):
                 out[name] = digest
                 self.misses += 1
-                after = _stat_key(os.path.join(root, name))
-                if digest is not None and after == key:  # unchanged while it was read: worth remembering
-                    self._entries[name] = (key, digest)
+                if digest is not None and read_key is not None:  # unchanged while it was read: worth remembering
+                    self._entries[name] = (read_key, digest)
                     self._dirty = True
         return out
 
@@ -139,9 +169,3 @@ class HashCache:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
-
-def _stat_key(path: str) -> Key | None:
-    try:
-        return _key(os.stat(path))
-    except OSError:
-        return None

@@ -133,6 +133,50 @@ def test_a_changed_file_is_hashed_again(store: Path, big: Path, write_manifest: 
         assert not session.plan().converges  # the pin no longer matches: the cache was not trusted
 
 
+def test_a_file_another_user_could_change_is_never_cached(store: Path, big: Path, write_manifest: Callable[..., Path]) -> None:
+    """Group-writable (or another user's): its bytes could change behind its times (a writable mapping)."""
+    big.chmod(0o664)
+    with open_session(_pinned(write_manifest, _digest(big))) as session:
+        assert session.plan().converges
+        before = _read_so_far()
+        assert session.plan().converges
+        assert _read_so_far() - before >= SIZE  # read again: not trusted from the cache
+
+
+def test_a_path_swapped_while_it_is_hashed_caches_the_file_that_was_read(store: Path, write_manifest: Callable[..., Path]) -> None:
+    """The hostile race (a user who can write the store swaps folders: a file's own times do not move):
+    the name leads to a bad file when it is looked up, to the good one when it is opened and read, and
+    to the bad one again afterwards. The cache must pair the good hash with the file it read (the
+    descriptor's identity), so the bad file is hashed again next time."""
+    (store / "qwen").mkdir(exist_ok=True)
+    (store / ".bad").mkdir()
+    good_bytes = os.urandom(4 << 20)
+    (store / ".bad" / "m.gguf").write_bytes(good_bytes)  # starts aside: the good file
+    (store / "qwen" / "m.gguf").write_bytes(good_bytes[:-1] + b"!")  # the bad one, where the name leads
+    good = _digest(store / ".bad" / "m.gguf")
+
+    def swap() -> None:
+        os.rename(store / "qwen", store / ".swap")
+        os.rename(store / ".bad", store / "qwen")
+        os.rename(store / ".swap", store / ".bad")
+
+    class Swapper(Recorder):
+        def begin(self, label: str, total_bytes: int) -> None:  # after the lookup, before the open
+            swap()
+            super().begin(label, total_bytes)
+
+        def advance(self, done_bytes: int) -> None:  # the good file is open and being read
+            if not any(kind == "advance" for kind, _ in self.events):
+                swap()
+            super().advance(done_bytes)
+
+    manifest = write_manifest(models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf"}, {"name": "qwen/m.gguf", "sha256": good}])
+    with open_session(manifest, progress=Swapper()) as session:
+        session.plan()
+    with open_session(manifest) as session:
+        assert not session.plan().converges, "the cache paired the good hash with the swapped-in bad file"
+
+
 @pytest.mark.parametrize("kind", ["garbage", "lax mode", "another user"])
 def test_a_cache_that_is_not_this_users_own_is_never_trusted(
     store: Path, big: Path, write_manifest: Callable[..., Path], kind: str
