@@ -348,7 +348,7 @@ def open_session(
 
 
 def _path(given: str | os.PathLike[str] | None) -> Path | None:
-    return Path(given) if given is not None else None
+    return Path(given).expanduser() if given is not None else None  # "~" as in the manifest's paths
 
 
 def manifest_of(saved: SavedPlan) -> Manifest:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import faults
-from .errors import ConfigError, UnknownRunError
+from .errors import BackupError, ConfigError, UnknownRunError
 from .fsops import DIR_FLAGS, Tree, open_regular, split, unsafe_name
 from .layout import INDEX_NAME, LEGACY_INDEX_NAME
 
@@ -282,18 +282,29 @@ def create_run(backup: Tree, run: BackupRun) -> Tree:
 
 
 def write_index(tree: Tree, run: BackupRun) -> None:
-    """Replace the run's index atomically (temp file, fsync, rename, fsync the folder)."""
+    """Replace the run's index atomically (temp file, fsync, rename, fsync the folder). BackupError when
+    it cannot be written (a full disk): the files stay where they are, and the half-written temp goes."""
     tmp = INDEX_NAME + ".tmp"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp, dir_fd=tree.fd)  # left by a crash of this run (the folder is the tool's)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=tree.fd)
+    data = memoryview((json.dumps(run.to_json(), indent=2, sort_keys=True) + "\n").encode())
     try:
-        os.write(fd, (json.dumps(run.to_json(), indent=2, sort_keys=True) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, INDEX_NAME, src_dir_fd=tree.fd, dst_dir_fd=tree.fd)
-    os.fsync(tree.fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=tree.fd)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, INDEX_NAME, src_dir_fd=tree.fd, dst_dir_fd=tree.fd)
+        os.fsync(tree.fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=tree.fd)
+        raise BackupError(
+            f"cannot write the index of backup run {tree.path}: {exc.strerror or exc}; every file is whole in the store or in "
+            "that run: free space on its filesystem, then recover the store (its journal is kept)"
+        ) from None
 
 
 def mark_restored(tree: Tree, names: Iterable[str], when_ns: int) -> None:

@@ -6,6 +6,7 @@ the CLI imports it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -31,10 +32,13 @@ from .errors import (
     GuardError,
     JournalError,
     LockedError,
+    ManifestError,
+    OutputError,
     PendingRunError,
     ReconcilerError,
     RelativeStoreError,
     RestoreConflictError,
+    StalePlanError,
     StoreNotFound,
     UnknownRunError,
     UsageError,
@@ -57,6 +61,9 @@ class Group(TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
+        for stream in (sys.stdout, sys.stderr):  # a name the terminal's encoding lacks is escaped, not a crash
+            with contextlib.suppress(AttributeError, ValueError):
+                stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
         plain, sys.stdout = sys.stdout, PipeSafe(sys.stdout)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
@@ -93,6 +100,9 @@ class PipeSafe:
                     self._stream.flush()
             except BrokenPipeError:
                 self._silence()
+            except OSError as exc:  # e.g. > /dev/full: one error line, and a quiet exit
+                self._silence()
+                raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
         return len(text)
 
     def flush(self) -> None:
@@ -101,6 +111,9 @@ class PipeSafe:
                 self._stream.flush()
             except BrokenPipeError:
                 self._silence()
+            except OSError as exc:
+                self._silence()
+                raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
 
     def _silence(self) -> None:
         self._gone = True
@@ -177,7 +190,13 @@ def messages(exc: ReconcilerError) -> list[str]:
     """The lines printed for ``exc``, each prefixed with ``error:`` by the caller."""
     if isinstance(exc, GuardError):
         return ["; ".join(render.violation_text(v) for v in exc.violations) + "; nothing was moved"]
-    lines = str(exc).splitlines() or [type(exc).__name__]
+    if isinstance(exc, ManifestError):
+        lines = list(exc.problems)
+    elif isinstance(exc, StalePlanError):
+        lines = [f"{exc.subject} is stale; nothing was changed:", *exc.differences]
+    else:
+        lines = [str(exc)]  # one line: a newline inside a path is escaped when printed, never a line break
+    lines = [line for line in lines if line] or [type(exc).__name__]
     lines[-1] += _hint(exc)
     return lines
 
@@ -189,7 +208,7 @@ def errors() -> Iterator[None]:
         yield
     except ReconcilerError as exc:
         for line in messages(exc):
-            typer.echo(f"error: {line}", err=True)
+            typer.echo(f"error: {render.safe(line)}", err=True)  # a path with a newline stays on its line
         raise typer.Exit(exc.exit_code) from None
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
         raise

@@ -48,12 +48,16 @@ def _number(kind: type[int] | type[float], low: float | None, high: float | None
     noun = "a whole number" if kind is int else "a number"
 
     def convert(value: Any) -> int | float:
+        text = _text(value).strip()
+        shown = repr(text if len(text) <= 40 else text[:40] + "…")
         try:
-            number = kind(_text(value).strip()) if not isinstance(value, kind) else value
+            if not text.isascii():  # int() would take '٣' or '３' for 3
+                raise ValueError
+            number = kind(text) if not isinstance(value, kind) else value
         except ValueError:
-            raise ValueError(f"{_text(value)!r} is not {noun}") from None
+            raise ValueError(f"{shown} is not {noun}") from None
         if not math.isfinite(number):
-            raise ValueError(f"{_text(value)!r} is not a finite number")
+            raise ValueError(f"{shown} is not a finite number")
         if low is not None and number < low:
             raise ValueError(f"{number} is below the minimum, {low:g}")
         if high is not None and number > high:

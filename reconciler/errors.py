@@ -148,6 +148,13 @@ class UsageError(ReconcilerError):
     reason = "usage"
 
 
+class OutputError(ReconcilerError):
+    """The output itself could not be written (a full disk, an I/O error); a reader that went away is
+    not one (that is silence)."""
+
+    reason = "output"
+
+
 class LockedError(ReconcilerError):
     """Another apply/restore/recover holds the store's lock. ``holder`` is what the lock file says
     (``pid``, ``command``, ``since``; empty when unreadable), ``waited`` the seconds waited."""

@@ -168,4 +168,3 @@ class HashCache:
             log.info("hash cache %s not saved: %s", self.path, exc.strerror or exc)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-

@@ -26,10 +26,11 @@ if TYPE_CHECKING:  # imported where validation runs: `--help` and `--version` ne
 
 from .errors import ManifestError
 from .patterns import DEFAULT_MIN_AGE, DEFAULT_PARTIAL, PATTERN_WORDS, explain_name, parse_duration, parse_size, pattern_problems
-from .yaml_nodes import field_path, key_node, mark, node_at, pos
+from .yaml_nodes import field_path, node_at, one_line, pos, read_yaml
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_DEPTH = 32
+MAX_PROBLEMS = 100  # listed; the rest are counted
 
 
 def fold(name: str) -> str:
@@ -142,7 +143,7 @@ def name_problem(name: object) -> str:
     error = jsonschema.exceptions.best_match(_name_validator().iter_errors(name))
     if error is None:
         return ""
-    return (explain_name(name) if isinstance(name, str) else "") or _one_line(error.message)
+    return (explain_name(name) if isinstance(name, str) else "") or one_line(error.message)
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -168,7 +169,7 @@ def parse_manifest(data: bytes, source: str, base_dir: Path | None = None) -> Ma
     if len(data) > MAX_MANIFEST_BYTES:
         raise ManifestError([f"{source}: file is larger than {MAX_MANIFEST_BYTES} bytes (1 MiB); refusing to parse it"])
     text = _decode(data, source)
-    node, doc = _read_yaml(text, source)
+    node, doc = read_yaml(text, source, MAX_DEPTH)
     problems = list(_structure_problems(node, source))
     if not isinstance(doc, dict):
         raise ManifestError([f"{source}:{pos(node)}: (document): the manifest must be a mapping of fields", *problems])
@@ -176,7 +177,9 @@ def parse_manifest(data: bytes, source: str, base_dir: Path | None = None) -> Ma
     problems += _duplicate_model_problems(doc, node, source)
     problems += pattern_problems(doc, node, source)
     if problems:
-        raise ManifestError(sorted(problems, key=lambda line: _position_key(line, source)))
+        ordered = sorted(problems, key=lambda line: _position_key(line, source))
+        more = [f"{source}: (document): … and {len(ordered) - MAX_PROBLEMS:,} more problems"] if len(ordered) > MAX_PROBLEMS else []
+        raise ManifestError(ordered[:MAX_PROBLEMS] + more)
     return _build(doc, data, source, base_dir or Path.cwd())
 
 
@@ -190,51 +193,6 @@ def _decode(data: bytes, source: str) -> str:
         raise ManifestError([f"{source}:{line}:{col}: (document): not valid UTF-8 (byte 0x{data[exc.start]:02x})"]) from None
 
 
-# libyaml (PyYAML's C parser) when this PyYAML has it: ~20x faster on a manifest of thousands of models.
-_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _read_yaml(text: str, source: str) -> tuple[yaml.Node, Any]:
-    """The node tree (for positions) and the document built from it, in one parse. A document the
-    C parser refuses is parsed again by PyYAML's own, whose messages the docs and tests show."""
-    try:
-        return _compose(text, source, _FAST_LOADER)
-    except yaml.YAMLError as exc:
-        if _FAST_LOADER is yaml.SafeLoader:
-            raise _yaml_error(exc, source) from None
-    try:
-        return _compose(text, source, yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise _yaml_error(exc, source) from None
-
-
-def _compose(text: str, source: str, loader_class: type[yaml.SafeLoader]) -> tuple[yaml.Node, Any]:
-    """Parse to a node tree, refusing aliases (size bombs) and deep nesting before composing."""
-    depth = 0
-    for event in yaml.parse(text, Loader=loader_class):
-        if isinstance(event, yaml.AliasEvent):
-            raise ManifestError(
-                [f"{source}:{mark(event.start_mark)}: (document): YAML aliases (*{event.anchor}) are not allowed in manifests"]
-            )
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise ManifestError([f"{source}:{mark(event.start_mark)}: (document): nesting deeper than {MAX_DEPTH} levels"])
-        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            depth -= 1
-    loader = loader_class(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise ManifestError([f"{source}:1:1: (document): the manifest is empty"])
-        try:
-            return node, loader.construct_document(node)
-        except (ValueError, OverflowError) as exc:  # e.g. an out-of-range timestamp
-            raise ManifestError([f"{source}: (document): {_one_line(str(exc))}"]) from None
-    finally:
-        loader.dispose()
-
-
 def _position_key(line: str, source: str) -> tuple[int, int]:
     """(line, column) of a ``source:line:col: ...`` message, for sorting problems in file order."""
     parts = line[len(source) + 1 :].split(":", 2)
@@ -242,17 +200,6 @@ def _position_key(line: str, source: str) -> tuple[int, int]:
         return int(parts[0]), int(parts[1])
     except (ValueError, IndexError):
         return 0, 0
-
-
-def _yaml_error(exc: yaml.YAMLError, source: str) -> ManifestError:
-    if isinstance(exc, yaml.MarkedYAMLError):
-        at = exc.problem_mark or exc.context_mark
-        where = mark(at) if at else "1:1"
-        said = ", ".join(str(part) for part in (exc.context, exc.problem) if part)  # "expected …, but found …"
-        if "constructor for the tag" in said:
-            said = f"YAML tags are not allowed in manifests ({said})"
-        return ManifestError([f"{source}:{where}: (document): invalid YAML: {_one_line(said)}"])
-    return ManifestError([f"{source}: (document): invalid YAML: {_one_line(str(exc))}"])
 
 
 def _structure_problems(node: yaml.Node, source: str, path: tuple[str | int, ...] = ()) -> Iterator[str]:
@@ -287,8 +234,9 @@ def _schema_problems(doc: dict[str, Any], root: yaml.Node, source: str) -> Itera
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = set(error.schema.get("properties", {}))
             parent = node_at(root, path)
+            keys = {k.value: k for k, _ in parent.value} if isinstance(parent, yaml.MappingNode) else {}  # once: 100,000 keys stay linear
             for key in sorted(k for k in error.instance if isinstance(k, str) and k not in allowed):
-                where = key_node(parent, key) or parent
+                where = keys.get(key) or parent
                 hint = ", ".join(sorted(allowed))
                 yield f"{source}:{pos(where)}: {field_path((*path, key))}: unknown field (allowed here: {hint})"
             continue
@@ -321,7 +269,7 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator in _LIMITS and isinstance(value, (list, str)):
         unit, bound = _LIMITS[error.validator]
         return f"has {len(value):,} {unit}; {bound} {error.validator_value:,} allowed"
-    return _one_line(error.message)[:300]  # never the whole value: a long list would fill the screen
+    return one_line(error.message)[:300]  # never the whole value: a long list would fill the screen
 
 
 _LIMITS = {"maxItems": ("entries", "at most"), "minItems": ("entries", "at least"), "maxLength": ("characters", "at most")}
@@ -385,7 +333,3 @@ def _resolve(value: str | None, base_dir: Path) -> Path | None:
 def _short(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=True, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

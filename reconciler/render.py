@@ -374,11 +374,11 @@ def render_list(scan: StoreScan, manifest: Manifest | None, fmt: str) -> str:
         return dumps(doc)
     note = engine_note(scan, "listing")
     if fmt == "markdown":
-        lines = [f"{len(rows)} files, {format_size(scan.size_on_disk)} on disk in `{_md(scan.root)}` ({scan.backend})", ""]
+        lines = [f"{count(len(rows), 'file')}, {format_size(scan.size_on_disk)} on disk in `{_md(scan.root)}` ({scan.backend})", ""]
         lines += [f"> {note}", ""] if note else []
         table = ["| Name | Size | Status | Engine |", "|---|---:|---|---|"]
         table += [f"| `{_md(r['name'])}` | {format_size(r['size'])} | {r['status']} | {_ENGINE_WORDS[r['engine_visible']]} |" for r in rows]
-        lines += _folded(f"{len(rows)} files", table, open_=len(rows) <= FOLD_AFTER)
+        lines += _folded(count(len(rows), "file"), table, open_=len(rows) <= FOLD_AFTER)
         return "\n".join(lines).rstrip() + "\n"
     lines = [f"Store: {scan.root} (backend: {scan.backend})", *([note] if note else []), *[f"Warning: {w}" for w in scan.warnings]]
     width = max([len(r["name"]) + 1 for r in rows] + [4])
@@ -386,5 +386,5 @@ def render_list(scan: StoreScan, manifest: Manifest | None, fmt: str) -> str:
     for r in rows:
         name = safe(r["name"]) + ("@" if r["kind"] == "symlink" else "")
         lines.append(f"{name:<{width}}  {format_size(r['size']):>10}  {r['status']:<11}  {_ENGINE_WORDS[r['engine_visible']]}")
-    lines.append(f"{len(rows)} files, {format_size(scan.size_on_disk)} on disk")
+    lines.append(f"{count(len(rows), 'file')}, {format_size(scan.size_on_disk)} on disk")
     return "\n".join(lines)

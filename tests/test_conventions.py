@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -419,3 +420,24 @@ def test_an_output_file_that_cannot_be_written_is_one_line_and_a_link_there_is_r
     assert run_cli("plan", manifest, "--out", str(tmp_path / "p.json")).returncode == ExitCode.OK
     assert victim.read_text() == "not yours" and not (tmp_path / "p.json").is_symlink()
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_odd_output_conditions_are_one_error_line_or_escaped_never_a_traceback(
+    store: Path, write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    """From a hostile pass: a full output device, a terminal encoding without a name's characters, and a
+    store path (from a variable) holding a newline."""
+    import subprocess
+
+    manifest = str(write_manifest())
+    exe = shutil.which("ocr-reconcile", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    if Path("/dev/full").exists():
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([exe, "plan", "--json", manifest], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert done.returncode == ExitCode.ERROR and done.stderr == "error: cannot write the output: No space left on device\n"
+    (store / "中.bin").write_bytes(b"x")
+    latin = run_cli("list", manifest, env={"PYTHONIOENCODING": "latin-1"})
+    assert latin.returncode == ExitCode.OK and "\\u4e2d.bin" in latin.stdout and "Traceback" not in latin.stderr
+    odd = run_cli("plan", str(manifest), env={"OCR_RECONCILE_STORE": str(tmp_path / "a\nb")})
+    assert odd.returncode == ExitCode.ERROR and len(odd.stderr.splitlines()) == 1 and "a\\nb" in odd.stderr

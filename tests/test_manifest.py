@@ -115,7 +115,7 @@ CASES = [
     ("", ["1:1: (document): the manifest is empty"]),
     (HEAD + "models: [\n", ["(document): invalid YAML"]),
     (HEAD + "models: &m []\nwhitelist: *m\n", ["5:12: (document): YAML aliases (*m) are not allowed"]),
-    (HEAD + "models: !!python/object:os.system {}\n", ["(document): invalid YAML: YAML tags are not allowed in manifests"]),
+    (HEAD + "models: !!python/object:os.system {}\n", ["(document): YAML tags (!!python/object:os.system) are not allowed in manifests"]),
     (HEAD + "models: []\n---\nmodels: []\n", ["invalid YAML: expected a single document in the stream, but found another document"]),
     (HEAD + "models: " + "[" * 40 + "]" * 40 + "\n", ["(document): nesting deeper than 32 levels"]),
     (HEAD + "models: []\n1: x\n", ["5:1: (document): mapping keys must be plain strings"]),
@@ -206,13 +206,22 @@ def test_a_list_over_its_limit_is_one_short_line() -> None:
     assert line == "m.yaml:5:3: models: has 10,001 entries; at most 10,000 allowed"
 
 
-YAML_TEXTS = [EXAMPLE_MANIFEST.read_text(), *(text for text, _ in CASES), HEAD + "models: [\n", HEAD + "a: b: c\n", HEAD + "\tmodels: []\n"]
+YAML_TEXTS = [
+    EXAMPLE_MANIFEST.read_text(),
+    *(text for text, _ in CASES),
+    HEAD + "models: [\n",
+    HEAD + "a: b: c\n",
+    HEAD + "\tmodels: []\n",
+    HEAD + "models:\t[]\n",  # libyaml accepts a tab here, PyYAML does not: PyYAML's parser reads it
+    HEAD + "prune: true \t# comment\n",
+    HEAD + "\ufeff\nprune: true\n",  # a byte-order mark past the start
+]
 
 
 @pytest.mark.parametrize("text", YAML_TEXTS)
 def test_the_c_parser_reads_every_manifest_as_pyyaml_does(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast path (libyaml) gives the same document, positions and messages as PyYAML's own parser."""
-    from reconciler import manifest
+    from reconciler import yaml_nodes
 
     def outcome() -> object:
         try:
@@ -221,5 +230,32 @@ def test_the_c_parser_reads_every_manifest_as_pyyaml_does(text: str, monkeypatch
             return exc.problems
 
     fast = outcome()
-    monkeypatch.setattr(manifest, "_FAST_LOADER", yaml.SafeLoader)
+    monkeypatch.setattr(yaml_nodes, "_FAST_LOADER", yaml.SafeLoader)
     assert outcome() == fast
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "fragment"),
+    [
+        (HEAD + "prune: !!bool maybe\n", "4:8", "YAML tags (!!bool) are not allowed"),
+        (HEAD + "prune: !!int ''\n", "4:8", "YAML tags (!!int) are not allowed"),
+        (HEAD + "prune: !!timestamp x\n", "4:8", "YAML tags (!!timestamp) are not allowed"),
+        (HEAD + "!!bool prune: t\n", "4:1", "YAML tags (!!bool) are not allowed"),
+        (HEAD + "x: 2001-13-99\n", "4:4", "x: month must be in 1..12"),
+        (HEAD + "prune: " + "9" * 5000 + "\n", "4:8", "prune: Exceeds the limit"),
+        (HEAD + "# a NUL \x00 in a comment\nprune: true\n", "4:9", "invalid YAML: unacceptable character #x0000"),
+        (HEAD + 'models: [{name: "\\U00110000.gguf"}]\n', "4:", "invalid YAML"),
+    ],
+)
+def test_every_unreadable_value_is_one_line_with_its_place(text: str, where: str, fragment: str) -> None:
+    """From a hostile pass: tags, impossible dates, huge numbers, forbidden characters and bad escapes
+    made tracebacks or placeless messages."""
+    [line] = problems(text)
+    assert line.startswith(f"m.yaml:{where}") and fragment in line, line
+
+
+def test_a_hundred_thousand_unknown_fields_are_counted_quickly_not_listed() -> None:
+    """Each unknown key used to be searched for in the whole mapping (288 s for 100,000 keys)."""
+    text = HEAD + "".join(f"k{i}: 1\n" for i in range(100_000))
+    got = problems(text)
+    assert len(got) == 101 and got[-1] == "m.yaml: (document): … and 99,901 more problems"  # and models is missing

@@ -104,6 +104,8 @@ def test_option_values_are_still_checked_without_pydantic(tmp_path: Path) -> Non
         (["apply", "--max-delete", "1.5", "m.yaml"], "'--max-delete': '1.5' is not a whole number"),
         (["apply", "--lock-timeout", "nan", "m.yaml"], "'--lock-timeout': 'nan' is not a finite number"),
         (["apply", "--lock-timeout", "inf", "m.yaml"], "'--lock-timeout': 'inf' is not a finite number"),
+        (["apply", "--max-delete", "٣", "m.yaml"], "'--max-delete': '٣' is not a whole number"),  # int() would take it
+        (["apply", "--max-delete", "9" * 5000, "m.yaml"], "'--max-delete': '" + "9" * 40 + "…' is not"),
     ):
         result = runner.invoke(app, ["--quiet", *args])
         assert result.exit_code == 1 and reason in result.output, (args, result.output)

@@ -68,6 +68,30 @@ def test_enospc_on_a_really_full_filesystem(cli: Cli, tmp_path: Path) -> None:
         _stops_whole(cli, tmp_path, full / "backups", None)
 
 
+def test_a_backup_filesystem_full_only_for_the_index_is_one_error_and_recover_finishes(cli: Cli, tmp_path: Path) -> None:
+    """From a hostile pass: the copy fits, the run's final index does not. One clear error (it was an
+    internal error), the file whole in the backup, the journal kept; with room again, recover finishes."""
+    with small_filesystem("1m") as full:
+        if full is None:
+            pytest.skip("mounting a small tmpfs is not permitted here")
+        store = tmp_path / "models"
+        store.mkdir()
+        (store / "Llama-3.2-3B-Instruct-Q4_K_M.gguf").write_bytes(b"declared")
+        stale = os.urandom(1_044_480)  # 1 MiB less 4 KiB: the copy fits, nothing more does
+        (store / "stale.bin").write_bytes(stale)
+        manifest = write_manifest(tmp_path, store, full / "backups", models=[{"name": "Llama-3.2-3B-Instruct-Q4_K_M.gguf"}], whitelist=[])
+        result = cli.run("apply", str(manifest), "--yes")
+        assert result.returncode == ExitCode.ERROR and "internal error" not in result.stderr, result.stderr
+        assert "cannot write the index of backup run" in result.stderr and "No space left on device" in result.stderr
+        [copy] = [p for p in (full / "backups").rglob("stale.bin")]
+        assert copy.read_bytes() == stale and not (store / "stale.bin").exists() and journal_of(store).exists()
+        assert not list((full / "backups").rglob(INDEX_NAME + ".tmp"))
+        subprocess.run(["mount", "-o", "remount,size=4m", str(full)], check=True, capture_output=True)
+        recovered = cli.run("recover", "--manifest", str(manifest))
+        assert recovered.returncode == ExitCode.OK, recovered.stderr
+        assert not journal_of(store).exists() and _index(full / "backups")["entries"][0]["name"] == "stale.bin"
+
+
 @pytest.mark.parametrize("fault", ["enospc-on-copy", "eio-on-copy"])
 def test_fault_injected_into_the_copy(cli: Cli, tmp_path: Path, fault: str) -> None:
     """ENOSPC or EIO injected after the first chunk of a cross-filesystem copy (no mount needed)."""
