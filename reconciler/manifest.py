@@ -14,7 +14,7 @@ import json
 import os
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # imported where validation runs: `--help` and `--version` ne
 
 from .errors import ManifestError
 from .patterns import DEFAULT_MIN_AGE, DEFAULT_PARTIAL, PATTERN_WORDS, explain_name, parse_duration, parse_size, pattern_problems
+from .sources import SourceSettings, source_problems
+from .sources import resolve as resolve_source
+from .sources import settings as source_settings
 from .yaml_nodes import field_path, node_at, one_line, pos, read_yaml
 
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -40,10 +43,13 @@ def fold(name: str) -> str:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One declared model: a store-relative name and an optional SHA-256 pin."""
+    """One declared model: a store-relative name, an optional SHA-256 pin, and where its bytes come from
+    when it is absent (``source``, canonical: ``file://``, ``http(s)://`` or ``hf://``; always pinned)."""
 
     name: str
     sha256: str | None = None
+    source: str | None = None
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class Manifest:
     backup_max_age_s: int | None = None  # backup.max_age
     partial_patterns: tuple[str, ...] = DEFAULT_PARTIAL  # in_progress.patterns
     min_age_s: int = parse_duration(DEFAULT_MIN_AGE)  # in_progress.min_age
+    sources: SourceSettings = field(default_factory=SourceSettings)
+    max_install_bytes: int | None = None
 
     @property
     def ref(self) -> ManifestRef:
@@ -176,6 +184,7 @@ def parse_manifest(data: bytes, source: str, base_dir: Path | None = None) -> Ma
     problems += _schema_problems(doc, node, source)
     problems += _duplicate_model_problems(doc, node, source)
     problems += pattern_problems(doc, node, source)
+    problems += source_problems(doc, node, source)
     if problems:
         ordered = sorted(problems, key=lambda line: _position_key(line, source))
         more = [f"{source}: (document): … and {len(ordered) - MAX_PROBLEMS:,} more problems"] if len(ordered) > MAX_PROBLEMS else []
@@ -305,13 +314,20 @@ def _build(doc: dict[str, Any], data: bytes, source: str, base_dir: Path) -> Man
     backup = doc.get("backup") or {}
     limits = doc.get("limits") or {}
     in_progress = doc.get("in_progress") or {}
+    fetch = source_settings(doc, base_dir)
+
+    def model(m: dict[str, Any]) -> ModelSpec:
+        pinned = m.get("sha256")
+        where = resolve_source(m.get("source"), m["name"], fetch.mirror, base_dir) if pinned else None
+        return ModelSpec(m["name"], pinned, where, m.get("size"))
+
     return Manifest(
         source=source,
         sha256=hashlib.sha256(data).hexdigest(),
         name=doc["metadata"]["name"],
         backend=store.get("backend", "auto"),
         store_path=_resolve(store.get("path"), base_dir),
-        models=tuple(ModelSpec(m["name"], m.get("sha256")) for m in doc["models"]),
+        models=tuple(model(m) for m in doc["models"]),
         whitelist=tuple(doc.get("whitelist", ())),
         prune=doc.get("prune", True),
         backup_dir=_resolve(backup.get("dir"), base_dir),
@@ -321,6 +337,8 @@ def _build(doc: dict[str, Any], data: bytes, source: str, base_dir: Path) -> Man
         backup_max_age_s=parse_duration(backup["max_age"]) if backup.get("max_age") is not None else None,
         partial_patterns=tuple(in_progress.get("patterns", DEFAULT_PARTIAL)),
         min_age_s=parse_duration(in_progress.get("min_age", DEFAULT_MIN_AGE)),
+        sources=fetch,
+        max_install_bytes=parse_size(limits["max_install_bytes"]) if limits.get("max_install_bytes") is not None else None,
     )
 
 

@@ -21,6 +21,7 @@ from .layout import check_backup_root, is_control_name
 from .manifest import Manifest, ManifestRef, fold
 from .patterns import base_match, glob_match
 from .scan import FileFacts, StoreScan
+from .sources import shown
 
 
 class _Props(NamedTuple):
@@ -41,6 +42,8 @@ class Action(str, Enum):
     MISSING = "missing"  # declared but absent: cannot converge
     MISMATCH = "mismatch"  # declared, present, but its sha256 differs from the pin: never moved, cannot converge
     IGNORE = "ignore"  # unmanaged but left in place (prune off, outside the store, not a file)
+    INSTALL = "install"  # declared, absent, with a source: downloaded, verified, put in place
+    REPLACE = "replace"  # declared, present, differs from its pin, with a source and on_mismatch replace: backup, then install
 
     @property
     def props(self) -> _Props:
@@ -72,6 +75,8 @@ _PROPS = {
     Action.MISSING: _Props("!", "33;1", "missing", is_change=False, blocks=True, always_counted=True),
     Action.MISMATCH: _Props("*", "35;1", "differ from their pin", is_change=False, blocks=True, always_counted=False),
     Action.IGNORE: _Props("~", "2", "left in place unmanaged", is_change=False, blocks=False, always_counted=False),
+    Action.INSTALL: _Props("+", "32;1", "to install", is_change=True, blocks=False, always_counted=False),
+    Action.REPLACE: _Props("^", "36;1", "to replace from their source", is_change=True, blocks=False, always_counted=False),
 }
 
 
@@ -83,6 +88,8 @@ class Change:
     action: Action
     reason: str
     before: FileFacts | None = None
+    source: str | None = None  # install, replace: where the bytes come from
+    download: int | None = None  # install, replace: bytes to fetch when known (the manifest's size)
 
     @property
     def size(self) -> int:
@@ -97,6 +104,7 @@ class Guards:
     max_delete: int | None = None
     max_delete_bytes: int | None = None
     allow_empty: bool = False
+    max_install_bytes: int | None = None
 
 
 class Guard(str, Enum):
@@ -106,6 +114,8 @@ class Guard(str, Enum):
     MAX_DELETE_BYTES = "max_delete_bytes"
     EMPTY_MANIFEST = "empty_manifest"
     WHOLE_STORE = "whole_store"
+    MAX_INSTALL_BYTES = "max_install_bytes"
+    FREE_SPACE = "free_space"
 
     @property
     def lifted_by_allow_empty(self) -> bool:
@@ -147,6 +157,7 @@ class Summary:
 
     counts: tuple[tuple[Action, int], ...]
     bytes_freed: int
+    bytes_to_download: int = 0  # known sizes only (a source without a size counts 0)
 
     def count(self, action: Action) -> int:
         return dict(self.counts)[action]
@@ -183,6 +194,11 @@ class Plan:
         return self.of(Action.DELETE)
 
     @property
+    def installs(self) -> tuple[Change, ...]:
+        """Models to fetch from their source: absent ones, and replacements of mismatched ones."""
+        return tuple(c for c in self.changes if c.action in (Action.INSTALL, Action.REPLACE))
+
+    @property
     def blocking(self) -> tuple[Change, ...]:
         """Changes that stop the store converging (missing models, pin mismatches)."""
         return tuple(c for c in self.changes if c.action.blocks)
@@ -190,7 +206,8 @@ class Plan:
     @cached_property
     def summary(self) -> Summary:
         """Counts per action and bytes to move; the one place the plan's totals are computed."""
-        return Summary(tuple((a, len(self.of(a))) for a in Action), sum(c.size for c in self.to_delete))
+        download = sum(c.download or 0 for c in self.installs)
+        return Summary(tuple((a, len(self.of(a))) for a in Action), sum(c.size for c in self.to_delete), download)
 
     @property
     def bytes_freed(self) -> int:
@@ -250,6 +267,8 @@ def classify(manifest: Manifest, facts: FileFacts, now_ns: int | None = None) ->
     if spec is not None:
         if spec.sha256 is not None and facts.sha256 != spec.sha256:
             got = facts.sha256[:12] + "…" if facts.sha256 else "unknown (unreadable, or a snapshot taken without hashes)"
+            if spec.source and manifest.sources.on_mismatch == "replace" and facts.sha256 and facts.kind != "other":
+                return Action.REPLACE, f"sha256 {got} differs from the pin {spec.sha256[:12]}…: to backup, then from {shown(spec.source)}"
             return Action.MISMATCH, f"declared, but sha256 {got} differs from the pin {spec.sha256[:12]}…"
         return Action.KEEP, "declared"
     pattern = whitelisted_by(manifest, facts.name)
@@ -278,7 +297,7 @@ def classify(manifest: Manifest, facts: FileFacts, now_ns: int | None = None) ->
 def guards_for(manifest: Manifest, max_delete: int | None = None, allow_empty: bool = False) -> Guards:
     """The manifest's limits, with a caller's ``max_delete`` applied on top (the stricter wins)."""
     limits = [n for n in (manifest.max_delete, max_delete) if n is not None]
-    return Guards(min(limits) if limits else None, manifest.max_delete_bytes, allow_empty)
+    return Guards(min(limits) if limits else None, manifest.max_delete_bytes, allow_empty, manifest.max_install_bytes)
 
 
 def make_plan(manifest: Manifest, scan: StoreScan, guards: Guards | None = None) -> Plan:
@@ -286,12 +305,28 @@ def make_plan(manifest: Manifest, scan: StoreScan, guards: Guards | None = None)
 
     ``guards`` default to the manifest's own limits.
     """
-    changes = [Change(f.name, *classify(manifest, f, scan.scanned_ns), f) for f in scan.files]
+    changes = [_fetching(manifest, Change(f.name, *classify(manifest, f, scan.scanned_ns), f)) for f in scan.files]
     on_disk = {f.name for f in scan.files}
     for spec in manifest.models:
-        if spec.name not in on_disk:
-            changes.append(Change(spec.name, Action.MISSING, "declared but absent from the store"))
+        if spec.name in on_disk:
+            continue
+        if spec.source is None:
+            why = "declared but absent from the store" + (
+                "; it has no sha256 pin, so it is not installed" if manifest.sources.mirror else ""
+            )
+            changes.append(Change(spec.name, Action.MISSING, why))
+        else:
+            size = f" ({spec.size:,} bytes)" if spec.size is not None else ""
+            changes.append(_fetching(manifest, Change(spec.name, Action.INSTALL, f"absent: to install from {shown(spec.source)}{size}")))
     return assemble(manifest.ref, scan, changes, guards or guards_for(manifest))
+
+
+def _fetching(manifest: Manifest, change: Change) -> Change:
+    """``change`` with its source and download size, when it is an install or a replace."""
+    if change.action not in (Action.INSTALL, Action.REPLACE):
+        return change
+    spec = manifest.declared[change.name]
+    return Change(change.name, change.action, change.reason, change.before, spec.source, spec.size)
 
 
 def assemble(manifest: ManifestRef, scan: StoreScan, changes: Iterable[Change], guards: Guards) -> Plan:
@@ -299,6 +334,13 @@ def assemble(manifest: ManifestRef, scan: StoreScan, changes: Iterable[Change], 
     ordered = tuple(sorted(changes, key=lambda c: c.name))
     moving = [c for c in ordered if c.action is Action.DELETE]
     violations = violations_of(guards, len(moving), sum(c.size for c in moving), len(scan.files), manifest.models)
+    fetching = sum(c.download or 0 for c in ordered if c.action in (Action.INSTALL, Action.REPLACE))
+    if guards.max_install_bytes is not None and fetching > guards.max_install_bytes:
+        over = f"{fetching} bytes would be downloaded, over max_install_bytes {guards.max_install_bytes}"
+        violations += (Violation(Guard.MAX_INSTALL_BYTES, over),)
+    if scan.free_bytes is not None and fetching > scan.free_bytes:
+        short = f"{fetching} bytes would be downloaded, but the store's filesystem has {scan.free_bytes} free"
+        violations += (Violation(Guard.FREE_SPACE, short),)
     return Plan(manifest=manifest, scan=scan, changes=ordered, guards=guards, violations=violations)
 
 

@@ -26,8 +26,9 @@ from .jsonout import Lazy, json_text
 from .manifest import ManifestRef, load_schema
 from .plan import Action, Change, FleetPlan, Guards, Plan, assemble
 from .scan import FileFacts, StoreScan
+from .sources import shown
 
-PLAN_FORMAT_VERSION = "1.1"
+PLAN_FORMAT_VERSION = "1.2"
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 SUPPORTED_MAJOR = "1"
 PLAN_SCHEMA = "plan.schema.json"
@@ -81,6 +82,7 @@ def plan_doc(plan: Plan, lazy: bool = False) -> dict[str, Any]:
         "summary": {
             **{action.value: n for action, n in summary.counts},
             "bytes_freed": summary.bytes_freed,
+            "bytes_to_download": summary.bytes_to_download,
             "has_changes": summary.has_changes,
             "converges": summary.converges,
         },
@@ -88,6 +90,7 @@ def plan_doc(plan: Plan, lazy: bool = False) -> dict[str, Any]:
             "max_delete": plan.guards.max_delete,
             "max_delete_bytes": plan.guards.max_delete_bytes,
             "allow_empty": plan.guards.allow_empty,
+            "max_install_bytes": plan.guards.max_install_bytes,
             "violations": [v.message for v in plan.violations],
             "violation_details": [{"guard": v.guard.value, "message": v.message} for v in plan.violations],
         },
@@ -96,13 +99,16 @@ def plan_doc(plan: Plan, lazy: bool = False) -> dict[str, Any]:
     }
 
 
+def _fetch(change: dict[str, Any]) -> tuple[str | None, int | None]:
+    return change.get("source"), change.get("download")
+
+
 def _change_doc(c: Change) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "actions": [c.action.value],
-        "reason": c.reason,
-        "before": facts_doc(c.before) if c.before is not None else None,
-    }
+    doc: dict[str, Any] = {"name": c.name, "actions": [c.action.value], "reason": c.reason}
+    doc["before"] = facts_doc(c.before) if c.before is not None else None
+    if c.source is not None:
+        doc |= {"source": shown(c.source), "download": c.download}
+    return doc
 
 
 def fleet_doc(fleet: FleetPlan, lazy: bool = False) -> dict[str, Any]:
@@ -167,7 +173,14 @@ def _scan(store: dict[str, Any], files: tuple[FileFacts, ...], warnings: list[st
 def plan_from_doc(doc: dict[str, Any]) -> Plan:
     """The Plan a (schema-valid) plan document records; guard violations are recomputed."""
     changes = [
-        Change(c["name"], Action(c["actions"][0]), c["reason"], _facts(c["name"], c["before"]) if c["before"] else None)
+        Change(
+            c["name"],
+            Action(c["actions"][0]),
+            c["reason"],
+            _facts(c["name"], c["before"]) if c["before"] else None,
+            c.get("source"),
+            c.get("download"),
+        )
         for c in doc["changes"]
     ]
     m = doc["manifest"]
@@ -181,7 +194,7 @@ def plan_from_doc(doc: dict[str, Any]) -> Plan:
         ref,
         _scan(doc["store"], files, doc["warnings"], doc["host"]),
         changes,
-        Guards(g["max_delete"], g["max_delete_bytes"], g["allow_empty"]),
+        Guards(g["max_delete"], g["max_delete_bytes"], g["allow_empty"], g.get("max_install_bytes")),
     )
 
 

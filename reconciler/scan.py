@@ -64,6 +64,7 @@ class StoreScan:
     host: str | None = None  # set for a scan read back from a snapshot: the host it was taken on
     scanned_ns: int | None = None  # when a live scan read the store (None for a scan from a document)
     live: bool = True  # False for a scan rebuilt from a document: never apply a plan made from one
+    free_bytes: int | None = None  # room on the store's filesystem at scan time (None from a document)
 
     @property
     def engine_hidden(self) -> int:
@@ -123,7 +124,16 @@ def scan_store(
         engine_listed=len(listed) if listed is not None else None,
         warnings=tuple(warnings),
         scanned_ns=started,
+        free_bytes=_free(root),
     )
+
+
+def _free(root: str) -> int | None:
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 class Everything:

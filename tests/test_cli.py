@@ -50,7 +50,7 @@ def test_plan_json(runner: CliRunner, store: Path, write_manifest: Callable[...,
     assert result.exit_code == ExitCode.CHANGES
     doc = json.loads(result.stdout)
     assert_plan_schema(doc)
-    assert doc["format_version"] == "1.1"
+    assert doc["format_version"] == "1.2"
     assert doc["manifest"]["models"] == 2
     assert doc["summary"] == {
         "delete": 4,
@@ -58,7 +58,10 @@ def test_plan_json(runner: CliRunner, store: Path, write_manifest: Callable[...,
         "ignore": 0,
         "missing": 0,
         "mismatch": 0,
+        "install": 0,
+        "replace": 0,
         "bytes_freed": 5 * 1024 * 1024 + 17,
+        "bytes_to_download": 0,
         "has_changes": True,
         "converges": True,
     }

@@ -99,7 +99,7 @@ def test_actions_carry_their_properties_and_match_the_schema() -> None:
     summary = schema["$defs"]["plan"]["properties"]["summary"]["properties"]
     assert {a.value for a in Action} <= set(summary)
     assert len({a.symbol for a in Action}) == len(Action)
-    assert [a for a in Action if a.is_change] == [Action.DELETE]
+    assert [a for a in Action if a.is_change] == [Action.DELETE, Action.INSTALL, Action.REPLACE]
     assert {a for a in Action if a.blocks} == {Action.MISSING, Action.MISMATCH}
 
 

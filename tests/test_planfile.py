@@ -38,7 +38,7 @@ def test_saved_plan_records_provenance_and_fingerprints(
 ) -> None:
     manifest = write_manifest()
     doc = save(runner, manifest, tmp_path / "plan.json")
-    assert doc["kind"] == "saved-plan" and doc["format_version"] == "1.1" and doc["tool_version"]
+    assert doc["kind"] == "saved-plan" and doc["format_version"] == "1.2" and doc["tool_version"]
     assert doc["manifest"]["path"] == str(manifest)
     assert doc["store"] == {"path": str(store), "backend": "directory", "engine": None}
     files = {c["name"]: c["before"] for c in doc["changes"] if c["before"]}
