@@ -252,10 +252,10 @@ class Session:
             with self.lock() as taken:
                 fresh = make_plan(manifest, self.scan(), plan.guards)
                 _check_fresh(plan, fresh, same_backend=True, subject="plan")
-                return apply_plan(fresh, self.check_applicable(fresh), keep, taken.lock, progress=self.progress)
+                return apply_plan(fresh, self.check_applicable(fresh), keep, taken.lock, None, self.progress, manifest)
         if not plan.scan.live:
             raise UsageError("this plan was read from a document; apply the fresh plan Session.plan() or verify() returns")
-        return apply_plan(plan, self.check_applicable(plan), keep, held.lock, progress=self.progress)
+        return apply_plan(plan, self.check_applicable(plan), keep, held.lock, None, self.progress, manifest)
 
     def retention(self) -> Retention:
         """The manifest's backup retention (``backup.keep``, ``backup.max_age``)."""

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from dataclasses import replace as replace_plan
 from pathlib import Path
 
 from .catalogue import Entry, Provenance, new_run_id
 from .errors import ApplyError
+from .install import InstallResult, install_models
 from .journal import StoreLock
-from .plan import Plan, refuse_unapplicable
+from .manifest import Manifest
+from .plan import Action, Plan, refuse_unapplicable
 from .progress import Progress
 from .retention import Retention
 from .transfer import Move, Op, Role, RunHeader, execute
@@ -28,6 +32,7 @@ class ApplyResult:
     moved: tuple[Entry, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
     pruned_runs: tuple[str, ...] = ()
+    install: InstallResult = field(default_factory=InstallResult)
 
     @property
     def bytes_moved(self) -> int:
@@ -41,9 +46,17 @@ class ApplyResult:
 
 
 def apply_plan(
-    plan: Plan, backup_root: Path, retention: Retention, lock: StoreLock, run_id: str | None = None, progress: Progress | None = None
+    plan: Plan,
+    backup_root: Path,
+    retention: Retention,
+    lock: StoreLock,
+    run_id: str | None = None,
+    progress: Progress | None = None,
+    manifest: Manifest | None = None,
 ) -> ApplyResult:
-    """Move the plan's ``delete`` entries into ``backup_root/<run id>/`` and prune old runs.
+    """Move the plan's ``delete`` entries (and the files a ``replace`` supersedes) into
+    ``backup_root/<run id>/`` and prune old runs; then install the plan's models from their sources
+    (``manifest`` gives their pins and the download settings).
 
     Refuses a plan that cannot converge or breaks a guard. Raises ApplyError if the run had to stop;
     the index then lists exactly what moved, and everything else is untouched in the store.
@@ -56,8 +69,8 @@ def apply_plan(
     run_dir = backup_root / run_id
     root = Path(plan.scan.root)
     moves = []
-    for change in plan.to_delete:
-        assert change.before is not None  # a delete always has a scanned entry
+    for change in (*plan.to_delete, *plan.of(Action.REPLACE)):
+        assert change.before is not None  # a delete or a replace always has a scanned entry
         moves.append(Move(os.fspath(root / change.name), os.fspath(run_dir / change.name), Role.BACKUP, change.before))
     ref = plan.manifest
     header = RunHeader(
@@ -71,9 +84,20 @@ def apply_plan(
         keep=retention.keep,
         max_age_s=retention.max_age_s,
     )
+    if not moves:  # only installs
+        return ApplyResult(None, None, install=_install(plan, manifest, lock, progress, ()))
     outcome = execute(header, lock, progress)
     if outcome.error:
         raise ApplyError(outcome.error)
+    installed = _install(plan, manifest, lock, progress, {name for name, _ in outcome.skipped})
     if not outcome.moved:
-        return ApplyResult(None, None, (), outcome.skipped)
-    return ApplyResult(run_id, run_dir, outcome.moved, outcome.skipped, outcome.pruned)
+        return ApplyResult(None, None, (), outcome.skipped, install=installed)
+    return ApplyResult(run_id, run_dir, outcome.moved, outcome.skipped, outcome.pruned, installed)
+
+
+def _install(plan: Plan, manifest: Manifest | None, lock: StoreLock, progress: Progress | None, held: Collection[str]) -> InstallResult:
+    """The plan's installs, but not a replacement whose old file could not be moved aside (``held``)."""
+    if manifest is None or not plan.installs:
+        return InstallResult()
+    todo = replace_plan(plan, changes=tuple(c for c in plan.changes if c.name not in held or c.action is not Action.REPLACE))
+    return install_models(todo, manifest, lock, progress)

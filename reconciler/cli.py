@@ -209,20 +209,20 @@ def apply(
             if not result.has_changes:
                 raise typer.Exit(ExitCode.OK)
             pruning = session.would_prune(result)
-            then = ""
             if pruning:
                 typer.echo(render_runs.after_apply_text(pruning, session.retention()))
-                then = f", then delete {render.count(len(pruning), 'old backup run')} ({render.format_size(sum(r.size for r in pruning))})"
-            moving = f"Move {render.count(len(result.to_delete), 'file')} ({render.format_size(result.bytes_freed)}) to {backup_root}"
             # a saved plan is what was reviewed; the runs retention deletes are not in it, so they are asked about
-            confirm(f"{moving}{then}?", yes or (saved is not None and not pruning))
+            confirm(render_runs.apply_question(result, backup_root, pruning), yes or (saved is not None and not pruning))
             outcome = session.apply(result, held)
         undo_store = store or (result.scan.root if saved else None)
         undo = f" -m {result.manifest.source}" + (f" --store {undo_store}" if undo_store else "")
         undo += f" --backup-dir {backup_root}" if backup_dir else ""
         sizes = {r.run_id: r.size for r in pruning}
         typer.echo(render_runs.apply_text(outcome, undo, SETTINGS.quiet, sizes))
-    raise typer.Exit(ExitCode.CHANGES if outcome.skipped else ExitCode.OK)
+        for name, why in outcome.install.failed:
+            typer.echo(f"error: cannot install {render.safe(name)}: {render.safe(why)}", err=True)
+    failed, skipped = outcome.install.failed, outcome.skipped or outcome.install.skipped
+    raise typer.Exit(ExitCode.ERROR if failed else ExitCode.CHANGES if skipped else ExitCode.OK)
 
 
 @app.command()

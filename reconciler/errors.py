@@ -148,6 +148,17 @@ class UsageError(ReconcilerError):
     reason = "usage"
 
 
+class InstallError(ReconcilerError):
+    """A declared model could not be installed from its source (unreachable, a 404, an HTML page, a wrong
+    size or sha256, no room): nothing of it entered the store. ``name`` is the model."""
+
+    reason = "install"
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name, self.problem = name, problem
+        super().__init__(f"cannot install {name}: {problem}")
+
+
 class OutputError(ReconcilerError):
     """The output itself could not be written (a full disk, an I/O error); a reader that went away is
     not one (that is silence)."""

@@ -25,6 +25,7 @@ LOCK_SUFFIX = ".ocr-reconcile.lock"
 JOURNAL_SUFFIX = ".ocr-reconcile-journal"
 BACKUP_SUFFIX = ".ocr-reconcile-backups"
 HASH_CACHE_SUFFIX = ".ocr-reconcile-hashes.json"
+DOWNLOADS_SUFFIX = ".ocr-reconcile-downloads"  # installs: partial and verified downloads, never listed by the engine
 INDEX_NAME = ".ocr-reconcile-index.json"  # in a run folder; never a store-relative name (see is_control_name)
 LEGACY_INDEX_NAME = "index.json"  # runs made before 0.2 (read, never written)
 TOOL_PREFIX = ".ocr-reconcile-"  # a base name starting so is the tool's, never a model
@@ -35,9 +36,8 @@ def is_control_name(name: str) -> bool:
     """Whether a store-relative ``name`` is a file ocr-reconcile keeps for some store (a store nested
     inside another has its lock, journal and backups there): never planned as an unmanaged file."""
     first = name.split("/", 1)[0]
-    return first.endswith((LOCK_SUFFIX, JOURNAL_SUFFIX, BACKUP_SUFFIX, HASH_CACHE_SUFFIX)) or name.rpartition("/")[2].startswith(
-        TOOL_PREFIX
-    )
+    ours = (LOCK_SUFFIX, JOURNAL_SUFFIX, BACKUP_SUFFIX, HASH_CACHE_SUFFIX, DOWNLOADS_SUFFIX)
+    return first.endswith(ours) or name.rpartition("/")[2].startswith(TOOL_PREFIX)
 
 
 def _beside(store_root: str, suffix: str) -> Path:
@@ -52,6 +52,11 @@ def lock_path(store_root: str) -> Path:
 def hash_cache_path(store_root: str) -> Path:
     """The hash cache: ``<store>.ocr-reconcile-hashes.json`` (``hashcache.py``)."""
     return _beside(store_root, HASH_CACHE_SUFFIX)
+
+
+def downloads_path(store_root: str) -> Path:
+    """The folder beside the store where installs download (outside the folder the engine lists)."""
+    return _beside(store_root, DOWNLOADS_SUFFIX)
 
 
 def journal_path(store_root: str) -> Path:

@@ -33,6 +33,7 @@ class Op(str, Enum):
 
     APPLY = "apply"
     RESTORE = "restore"
+    INSTALL = "install"
 
 
 class Role(str, Enum):
@@ -41,6 +42,7 @@ class Role(str, Enum):
     BACKUP = "backup"
     RESTORE = "restore"
     DISPLACE = "displace"
+    INSTALL = "install"  # a verified download (from the downloads folder's ``verified/``) into the store
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ class Trees:
     def ends(self, move: Move, create: bool) -> tuple[Tree | None, Tree | None]:
         """The (source, destination) trees of ``move``; a run folder may be None (absent)."""
         h = self.header
-        if move.role is Role.RESTORE:
+        if move.role in (Role.RESTORE, Role.INSTALL):
             return self.run(h.run_dir, False), self.store
         run_dir = h.run_dir if move.role is Role.BACKUP else h.displaced_run_dir
         assert run_dir is not None

@@ -67,7 +67,7 @@ def _ends(header: RunHeader, move: Move) -> tuple[str, str]:
     store, run = os.path.join(header.store, move.name), os.path.join(header.run_dir, move.name)
     if move.role is Role.BACKUP:
         return store, run
-    if move.role is Role.RESTORE:
+    if move.role in (Role.RESTORE, Role.INSTALL):
         return run, store
     return store, os.path.join(header.displaced_run_dir or "", move.name)
 

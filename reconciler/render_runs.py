@@ -8,17 +8,37 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .catalogue import BackupRun
+from .plan import Action, Plan
 from .planfile import iso_time
 from .render import count, format_size, safe
 from .retention import Retention
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .apply import ApplyResult
+    from .install import InstallResult
     from .recovery import Abandoned, Recovery
     from .restore import RestorePlan, RestoreResult
 
 
+def apply_question(plan: Plan, backup_root: Path, pruning: list[BackupRun]) -> str:
+    """The confirmation apply asks: what moves where, what is installed, which old runs go."""
+    moving = [c for c in plan.changes if c.action in (Action.DELETE, Action.REPLACE)]
+    parts = [f"Move {count(len(moving), 'file')} ({format_size(sum(c.size for c in moving))}) to {backup_root}"] if moving else []
+    if plan.installs:
+        parts.append(f"install {count(len(plan.installs), 'model')} ({format_size(plan.summary.bytes_to_download)} known)")
+    if pruning:
+        parts.append(f"delete {count(len(pruning), 'old backup run')} ({format_size(sum(r.size for r in pruning))})")
+    text = ", then ".join(parts)
+    return text[:1].upper() + text[1:] + "?"
+
+
 def apply_text(result: ApplyResult, restore_args: str = "", quiet: bool = False, pruned_sizes: dict[str, int] | None = None) -> str:
+    installed = install_text(result.install, quiet)
+    if result.run_id is None and installed:
+        skipped = [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
+        return "\n".join([*skipped, installed])
     if result.run_id is None:
         skipped = [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
         return (
@@ -40,7 +60,23 @@ def apply_text(result: ApplyResult, restore_args: str = "", quiet: bool = False,
         sizes = pruned_sizes or {}
         runs = ", ".join(f"{r} ({format_size(sizes[r])})" if r in sizes else r for r in result.pruned_runs)
         lines.append(f"Deleted old backup runs (backup retention): {runs}")
-    return "\n".join(lines)
+    return "\n".join([*lines, installed] if installed else lines)
+
+
+def install_text(result: InstallResult, quiet: bool = False) -> str:
+    """What an install put in place ("" when there was nothing to install)."""
+    if not (result.installed or result.skipped or result.failed):
+        return ""
+    lines = (
+        []
+        if quiet
+        else [f"  installed {safe(e.name)} ({format_size(e.size)}, sha256 {e.sha256 or '?'}"[:-1] + ")" for e in result.installed]
+    )
+    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
+    done = (
+        f"Install: {count(len(result.installed), 'model')} installed ({format_size(result.bytes_installed)}), {len(result.skipped)} skipped"
+    )
+    return "\n".join([*lines, done + (f", {len(result.failed)} failed." if result.failed else ".")])
 
 
 def after_apply_text(runs: list[BackupRun], retention: Retention) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import faults
-from .catalogue import BackupRun, Entry, Status, StoreId, mark_restored, write_index
+from .catalogue import BackupRun, Entry, Status, StoreId, mark_restored, remove_empty_folders, write_index
 from .copying import Skip
 from .errors import ApplyError, PendingRunError
 from .journal import Journal, StoreLock
@@ -238,6 +238,11 @@ def _finalise(header: RunHeader, state: RunState, trees: Trees, failed: bool) ->
         pruned = prune_runs(trees.backup, StoreId(header.store, header.store_id), retention, header.created_ns)
         faults.step("pruned")
         return pruned
+    if header.op is Op.INSTALL:  # no index: the files are in the store now; empty folders of verified/ go
+        staged = trees.run(header.run_dir, create=False)
+        if staged is not None:
+            remove_empty_folders(staged, [m.name for m in header.moves])
+        return ()
     if header.displaced_run_dir:
         index(header.displaced_run_dir, Role.DISPLACE)
     source = trees.run(header.run_dir, create=False)
