@@ -220,7 +220,7 @@ def _get(want: Wanted, downloads: Tree, part: str, stream: Stream, settings: Sou
                 stream.write(chunk)
             if total is not None and stream.offset < total:
                 raise Transient(f"the connection closed after {stream.offset} of {total} bytes")
-    except (requests.ConnectionError, requests.Timeout) as exc:
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
         raise Transient(f"{type(exc).__name__} from {shown(want.source)}") from None
     except requests.RequestException as exc:
         raise InstallError(want.name, f"{type(exc).__name__} from {shown(want.source)}") from None
