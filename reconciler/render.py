@@ -83,7 +83,8 @@ def counts_text(summary: Summary, labels: dict[Action, str] | None = None) -> st
     for action, n in summary.counts:
         if n or action.props.always_counted:
             label = (labels or {}).get(action, action.props.label)
-            parts.append(f"{n} {label}" + (f" ({format_size(summary.bytes_freed)})" if action is Action.DELETE else ""))
+            size = summary.bytes_freed if action is Action.DELETE else summary.bytes_to_download if action is Action.INSTALL else None
+            parts.append(f"{n} {label}" + (f" ({format_size(size)})" if size is not None else ""))
     return ", ".join(parts)
 
 
@@ -133,7 +134,7 @@ def plan_text(plan: Plan, view: View = View()) -> str:
     shown = [c for c in plan.changes if view.show_unchanged or c.action is not Action.KEEP]
     width = max((len(safe(c.name)) for c in shown), default=0)
     for change in shown:
-        size = format_size(change.before.size) if change.before else "-"
+        size = format_size(change.before.size) if change.before else format_size(change.download) if change.download is not None else "-"
         verb = _VERB.get(change.action, change.action.value)
         row = f"  {change.action.symbol} {safe(change.name):<{width}}  {size:>10}  {verb}: {safe(change.reason)}"
         lines.append(_paint(row, change.action, view.colour))
@@ -167,7 +168,7 @@ def _md_table(plan: Plan, drift: bool) -> list[str]:
     out = ["| | Name | Size | Action | Why |", "|---|---|---:|---|---|"]
     for c in plan.changes:
         if c.action.is_drift is drift:
-            size = format_size(c.before.size) if c.before else "—"
+            size = format_size(c.before.size) if c.before else format_size(c.download) if c.download is not None else "—"
             out.append(f"| `{c.action.symbol}` | `{_md(c.name)}` | {size} | {_VERB.get(c.action, c.action.value)} | {_md(c.reason)} |")
     return out
 
@@ -191,7 +192,7 @@ def _md_details(plan: Plan) -> list[str]:
     if drift:
         lines += [*_folded(f"{drift} changes", _md_table(plan, True), open_=drift <= FOLD_AFTER), ""]
     if unchanged:
-        lines += _folded(f"{unchanged} files unchanged (kept or left in place)", _md_table(plan, False), open_=False)
+        lines += _folded(f"{count(unchanged, 'file')} unchanged (kept or left in place)", _md_table(plan, False), open_=False)
     return lines
 
 
