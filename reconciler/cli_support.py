@@ -80,6 +80,8 @@ class Group(TyperGroup):
         finally:
             sys.stdout.flush()
             sys.stdout = plain
+        if rv == ExitCode.INTERRUPTED:  # Typer 0.29 turns a Ctrl-C into a silent return of 130
+            typer.echo("Interrupted.", err=True)
         sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
 
 

@@ -78,6 +78,7 @@ def fetch(want: Wanted, downloads: Tree, settings: SourceSettings, budget: Budge
             return
         part = f"{want.sha256}.part"
         for attempt in range(settings.retries + 1):
+            advance(0)  # lets an interrupted apply stop between attempts (the callback raises then)
             try:
                 digest = _download(want, downloads, part, settings, budget, advance)
                 break

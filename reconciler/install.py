@@ -56,9 +56,11 @@ def install_models(plan: Plan, manifest: Manifest, lock: StoreLock, progress: Pr
     shown = progress or Silent()
     with open_backup_root(folder) as downloads:
         budget = Budget(manifest.max_install_bytes, downloads.fd)
-        told = threading.Lock()
+        told, stopping = threading.Lock(), threading.Event()
 
         def advance(done: int) -> None:
+            if stopping.is_set():  # Ctrl-C in the main thread: each download stops at its next chunk, resumable
+                raise KeyboardInterrupt
             with told:
                 shown.advance(done)
 
@@ -73,7 +75,12 @@ def install_models(plan: Plan, manifest: Manifest, lock: StoreLock, progress: Pr
 
         shown.begin(f"downloading {len(wanted)} model{'s' if len(wanted) != 1 else ''}", sum(w.size or 0 for w in wanted))
         with ThreadPoolExecutor(max_workers=max(1, min(manifest.sources.parallel, len(wanted)))) as pool:
-            problems = list(pool.map(one, wanted))
+            futures = [pool.submit(one, want) for want in wanted]
+            try:
+                problems = [future.result() for future in futures]
+            except BaseException:
+                stopping.set()
+                raise
         shown.end()
     failed = tuple((w.name, why) for w, why in zip(wanted, problems, strict=True) if why)
     ready = [w for w, why in zip(wanted, problems, strict=True) if not why]

@@ -188,6 +188,29 @@ def test_a_download_killed_with_sigkill_resumes_on_the_next_apply(server: ModelS
     assert server.sent["/m.gguf"] < 1.5 * len(gguf), server.sent
 
 
+def test_a_download_interrupted_with_ctrl_c_stops_and_resumes_on_the_next_apply(
+    server: ModelServer, empty_store: Path, tmp_path: Path
+) -> None:
+    gguf = _blob("interrupted", 8 * 1024 * 1024)
+    url = server.add("/m.gguf", gguf)
+    server.faults["/m.gguf"] = ["hold"]
+    manifest = _manifest(tmp_path, empty_store, [{"name": "m.gguf", "sha256": _sha(gguf), "source": url}], sources={"timeout": 1})
+    exe = str(Path(sys.executable).parent / "ocr-reconcile")
+    child = subprocess.Popen([exe, "apply", "--yes", str(manifest)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.half_sent.wait(120), "the download never started"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == ExitCode.INTERRUPTED and "Interrupted." in err and "Traceback" not in err, err
+    assert not (empty_store / "m.gguf").exists()
+    server.release.set()
+    applied = run_cli("apply", "--yes", str(manifest))
+    assert applied.returncode == ExitCode.OK, applied.stderr
+    assert (empty_store / "m.gguf").read_bytes() == gguf and server.sent["/m.gguf"] < 1.5 * len(gguf)
+
+
 def test_a_mismatched_model_is_replaced_when_the_manifest_says_so(server: ModelServer, empty_store: Path, tmp_path: Path) -> None:
     good = _blob("good")
     url = server.add("/m.gguf", good)
