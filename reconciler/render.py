@@ -272,7 +272,7 @@ def check_text(plan: Plan) -> str:
     if plan.converges and not plan.has_changes:
         return f"OK: {root} matches {source} ({count(len(plan.scan.files), 'file')})"
     parts = [f"{len(plan.to_delete)} to move to backup ({format_size(plan.bytes_freed)})"]
-    for action in (Action.MISSING, Action.MISMATCH):
+    for action in (Action.INSTALL, Action.REPLACE, Action.MISSING, Action.MISMATCH):
         names = [safe(c.name) for c in plan.of(action)]
         if names:
             parts.append(f"{len(names)} {action.props.label} ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})")
@@ -291,6 +291,7 @@ def check_doc(plan: Plan, now: float) -> dict[str, Any]:
         "to_move_bytes": plan.bytes_freed,
         "missing": [c.name for c in plan.of(Action.MISSING)],
         "mismatch": [c.name for c in plan.of(Action.MISMATCH)],
+        "to_install": [c.name for c in plan.installs],
         "converges": plan.converges,
     }
 
@@ -302,6 +303,7 @@ _METRICS = (
     ("drift_bytes", "Bytes that apply would move to backup."),
     ("missing_models", "Declared models absent from the store."),
     ("mismatched_models", "Declared models that differ from their sha256 pin."),
+    ("install_models", "Declared models that apply would download from their source (absent, or replaced)."),
     ("last_check_timestamp_seconds", "When this check ran (Unix time)."),
 )
 
@@ -315,6 +317,7 @@ def check_prometheus(plan: Plan, now: float) -> str:
         "drift_bytes": plan.bytes_freed,
         "missing_models": len(plan.of(Action.MISSING)),
         "mismatched_models": len(plan.of(Action.MISMATCH)),
+        "install_models": len(plan.installs),
         "last_check_timestamp_seconds": round(now, 3),
     }
     labels = f'store="{_label(plan.scan.root)}",manifest="{_label(plan.manifest.name)}"'

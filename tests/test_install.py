@@ -272,3 +272,20 @@ def test_a_file_that_appeared_meanwhile_is_never_overwritten(server: ModelServer
             result = session.apply(plan, held)
     assert (empty_store / "m.gguf").read_bytes() == b"put there by hand meanwhile"
     assert [name for name, _ in result.install.skipped] == ["m.gguf"]
+
+
+def test_installs_show_in_check_and_in_fleet_plans(server: ModelServer, empty_store: Path, tmp_path: Path) -> None:
+    gguf = _blob("fleet")
+    url = server.add("/m.gguf", gguf)
+    manifest = _manifest(tmp_path, empty_store, [{"name": "m.gguf", "sha256": _sha(gguf), "source": url, "size": len(gguf)}])
+    check = run_cli("check", str(manifest))
+    assert check.returncode == ExitCode.CHANGES and "1 to install (m.gguf)" in check.stdout
+    assert json.loads(run_cli("check", "--format", "json", str(manifest)).stdout)["to_install"] == ["m.gguf"]
+    assert "ocr_reconcile_install_models{" in run_cli("check", "--format", "prometheus", str(manifest)).stdout
+    snapshot = tmp_path / "host-a.json"
+    assert run_cli("snapshot", "--manifest", str(manifest), "--host", "a", "--out", str(snapshot)).returncode == ExitCode.OK
+    fleet = run_cli("plan", str(manifest), "--state", str(snapshot), "--format", "markdown")
+    assert fleet.returncode == ExitCode.OK and "`+`" in fleet.stdout and "m.gguf" in fleet.stdout
+    doc = json.loads(run_cli("plan", str(manifest), "--state", str(snapshot), "--json").stdout)
+    [change] = [c for c in doc["hosts"][0]["changes"] if c["name"] == "m.gguf"]
+    assert change["actions"] == ["install"] and change["download"] == len(gguf) and change["source"] == url
