@@ -57,14 +57,16 @@ def install_models(plan: Plan, manifest: Manifest, lock: StoreLock, progress: Pr
     with open_backup_root(folder) as downloads:
         budget = Budget(manifest.max_install_bytes, downloads.fd)
         told, stopping = threading.Lock(), threading.Event()
-
-        def advance(done: int) -> None:
-            if stopping.is_set():  # Ctrl-C in the main thread: each download stops at its next chunk, resumable
-                raise KeyboardInterrupt
-            with told:
-                shown.advance(done)
+        shown.begin(f"downloading {len(wanted)} model{'s' if len(wanted) != 1 else ''}", sum(w.size or 0 for w in wanted))
+        parts = {want.name: shown.part(want.name, want.size or 0) for want in wanted}  # one bar each, under the total
 
         def one(want: Wanted) -> str:
+            def advance(done: int) -> None:
+                if stopping.is_set():  # Ctrl-C in the main thread: each download stops at its next chunk, resumable
+                    raise KeyboardInterrupt
+                with told:
+                    parts[want.name].advance(done)
+
             try:
                 fetch(want, downloads, manifest.sources, budget, advance)
             except InstallError as exc:
@@ -73,7 +75,6 @@ def install_models(plan: Plan, manifest: Manifest, lock: StoreLock, progress: Pr
                 return f"{exc.strerror or exc} in {folder}"
             return ""
 
-        shown.begin(f"downloading {len(wanted)} model{'s' if len(wanted) != 1 else ''}", sum(w.size or 0 for w in wanted))
         with ThreadPoolExecutor(max_workers=max(1, min(manifest.sources.parallel, len(wanted)))) as pool:
             futures = [pool.submit(one, want) for want in wanted]
             try:

@@ -16,6 +16,10 @@ class Progress(Protocol):
 
     def end(self) -> None: ...
 
+    def part(self, label: str, total_bytes: int) -> Progress:
+        """One part of the work begun (one download of several): its own bytes; they count in the total too."""
+        ...
+
 
 class Silent:
     """Shows nothing: the library's default."""
@@ -28,3 +32,6 @@ class Silent:
 
     def end(self) -> None:
         pass
+
+    def part(self, label: str, total_bytes: int) -> Progress:
+        return self

@@ -234,6 +234,10 @@ class Recorder:
     def end(self) -> None:
         self.events.append(("end", None))
 
+    def part(self, label: str, total_bytes: int) -> Recorder:
+        self.events.append(("part", (label, total_bytes)))
+        return self
+
 
 def test_hashing_reports_its_progress_in_bytes(store: Path, big: Path, write_manifest: Callable[..., Path]) -> None:
     recorder = Recorder()
