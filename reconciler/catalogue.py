@@ -173,26 +173,27 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def open_backup_root(backup_root: Path) -> Tree:
+def open_backup_root(backup_root: Path, what: str = "backup folder") -> Tree:
     """Open (creating it, mode 0700) the backup folder: checked before a run writes its journal.
     ConfigError when it is a link, not a folder, owned by another user, writable by every user, or
     not writable."""
     try:
         tree = Tree.open(backup_root, create=True)
     except OSError as exc:
-        why = "it is a symbolic link, which is never followed" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
-        raise ConfigError(f"backup folder {backup_root} cannot be used: {why}; nothing was changed") from None
+        link = exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(backup_root)
+        why = "it is a symbolic link, which is never followed" if link or exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        raise ConfigError(f"{what} {backup_root} cannot be used: {why}; nothing was changed") from None
     st = os.fstat(tree.fd)
     problem = ""
     if st.st_uid != os.geteuid():
         problem = f"it is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})"
     elif st.st_mode & stat.S_IWOTH:
-        problem = "every user may write in it (mode o+w); backups must be out of other users' reach"
+        problem = "every user may write in it (mode o+w); it must be out of other users' reach"
     elif not os.access(backup_root, os.W_OK | os.X_OK):
         problem = "it is not writable"
     if problem:
         tree.close()
-        raise ConfigError(f"backup folder {backup_root} cannot be used: {problem}; nothing was changed")
+        raise ConfigError(f"{what} {backup_root} cannot be used: {problem}; nothing was changed")
     return tree
 
 

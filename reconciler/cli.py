@@ -82,9 +82,11 @@ def _main(
     if color not in ("auto", "always", "never"):
         raise typer.BadParameter(f"must be auto, always or never (got {color!r})", param_hint="--color")
     SETTINGS.quiet, SETTINGS.color, SETTINGS.no_cache = quiet, color, no_cache
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="ocr-reconcile: %(message)s", stream=sys.stderr, force=True
-    )
+    handler = logging.StreamHandler(sys.stderr)  # ours only: a library's own warnings (urllib3's name URLs) stay out
+    handler.setFormatter(logging.Formatter("ocr-reconcile: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.propagate = False
 
 
 @app.command()

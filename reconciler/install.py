@@ -54,7 +54,7 @@ def install_models(plan: Plan, manifest: Manifest, lock: StoreLock, progress: Pr
     root = plan.scan.root
     folder = downloads_path(root)
     shown = progress or Silent()
-    with open_backup_root(folder) as downloads:
+    with open_backup_root(folder, "downloads folder") as downloads:
         budget = Budget(manifest.max_install_bytes, downloads.fd)
         told, stopping = threading.Lock(), threading.Event()
         shown.begin(f"downloading {len(wanted)} model{'s' if len(wanted) != 1 else ''}", sum(w.size or 0 for w in wanted))

@@ -77,20 +77,28 @@ def engine_note(scan: StoreScan, what: str = "plan") -> str | None:
     return f"Note: the engine is {licence} and {listed}; {reader} the folder itself."
 
 
-def counts_text(summary: Summary, labels: dict[Action, str] | None = None) -> str:
+def counts_text(summary: Summary, labels: dict[Action, str] | None = None, unsized: bool = False) -> str:
     """``N to move to backup (X), M kept, K missing`` plus the counts that are not zero."""
     parts = []
     for action, n in summary.counts:
         if n or action.props.always_counted:
             label = (labels or {}).get(action, action.props.label)
-            size = summary.bytes_freed if action is Action.DELETE else summary.bytes_to_download if action is Action.INSTALL else None
-            parts.append(f"{n} {label}" + (f" ({format_size(size)})" if size is not None else ""))
+            if action is Action.DELETE:
+                label += f" ({format_size(summary.bytes_freed)})"
+            elif action is Action.INSTALL:  # the bytes the manifest's sizes announce; some may be unknown
+                known = format_size(summary.bytes_to_download)
+                label += (
+                    f" ({known}{', and sizes not given' if unsized else ''})"
+                    if summary.bytes_to_download or not unsized
+                    else " (sizes not given)"
+                )
+            parts.append(f"{n} {label}")
     return ", ".join(parts)
 
 
 def summary_line(plan: Plan) -> str:
     """``Plan: N to move to backup (X), M kept, K missing`` (+ the other counts)."""
-    return f"Plan: {counts_text(plan.summary)}."
+    return f"Plan: {counts_text(plan.summary, unsized=any(c.download is None for c in plan.installs))}."
 
 
 def outcome_lines(plan: Plan) -> list[str]:
@@ -236,6 +244,9 @@ def fleet_summary(fleet: FleetPlan) -> str:
         line = f"{count(moving, 'model')} to move to backup ({format_size(freed)}) across {changed} of {count(len(hosts), 'host')}"
     else:
         line = f"nothing to move to backup on any of {count(len(hosts), 'host')}"
+    installing = [h for h in hosts if h.installs]
+    if installing:
+        line += f"; {count(sum(len(h.installs) for h in installing), 'model')} to install on {count(len(installing), 'host')}"
     line += f"; {count(stuck, 'host')} cannot converge" if stuck else ""
     return line + (f"; {count(guarded, 'host')} {'breaks' if guarded == 1 else 'break'} a guard" if guarded else "")
 

@@ -41,6 +41,11 @@ class SourceSettings:
     on_mismatch: str = "report"
 
 
+def local_path(source: str) -> str:
+    """The path of a ``file://`` source (``file://localhost/...`` too)."""
+    return source.removeprefix("file://localhost" if source.startswith("file://localhost/") else "file://")
+
+
 def shown(source: str) -> str:
     """A source as plans and logs show it: a query string (a presigned URL's signature) is masked."""
     head, mark, _ = source.partition("?")
@@ -51,18 +56,21 @@ def source_problem(text: str) -> str:
     """Why ``text`` cannot be a source ("" when it can)."""
     if any(ord(c) < 0x20 or c == "\x7f" for c in text):
         return "must not contain control characters"
-    scheme = urlsplit(text).scheme if "://" in text else ""
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    scheme = parts.scheme if "://" in text else ""
     if not scheme:
         return ""  # a path: absolute, or relative to the mirror (or the manifest's folder)
     if scheme not in SCHEMES:
         return f"has scheme {scheme!r}: use a path, file://, http://, https:// or hf://"
-    parts = urlsplit(text)
     if parts.username is not None or parts.password is not None:
         return "must not carry credentials (user:password@): HTTP servers read ~/.netrc, the Hub reads HF_TOKEN"
     if scheme in ("http", "https") and not parts.hostname:
         return "names no host"
-    if scheme == "hf" and not _HF.match(text):
-        return "must be hf://<owner>/<repo>/<path in the repo>, optionally @<revision>"
+    if scheme == "hf" and (not _HF.match(text) or any(part in (".", "..") for part in text.split("@")[0].split("/"))):
+        return "must be hf://<owner>/<repo>/<path in the repo>, optionally @<revision> (no '.' or '..' parts)"
     if scheme == "file" and parts.netloc not in ("", "localhost"):
         return "must be file:///absolute/path (no host)"
     return ""

@@ -2,7 +2,8 @@
 with ``Range``, ``If-Range`` and strong ETags, and plays faults scripted per path, one per request:
 ``drop`` (send half the body, then close), ``hold`` (send half, then wait until released: a process can
 be killed mid-download), ``stall`` (send headers, then nothing until released: a read timeout),
-``500``, ``html404``, ``404``, ``wrong`` (other bytes of the same length), ``norange`` (ignore Range).
+``500``, ``html404``, ``404``, ``wrong`` (other bytes of the same length), ``wronghold`` (both), ``norange``
+(ignore Range), ``nolength`` (no Content-Length, and 1 MiB more than the file).
 It counts the body bytes it sent per path and keeps the Authorization headers it saw.
 """
 
@@ -24,6 +25,7 @@ class ModelServer:
         self.sent: dict[str, int] = defaultdict(int)
         self.auth: list[str | None] = []
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        self.proxied: list[str] = []  # absolute URLs asked of it as a forward proxy
         self.half_sent = threading.Event()  # a "hold" fault has sent half its body
         self.release = threading.Event()  # ends every "hold" and "stall"
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -59,6 +61,9 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
+            if path.startswith("http://"):  # asked as a forward proxy: the absolute URL's path
+                server.proxied.append(path)
+                path = "/" + path.split("/", 3)[3]
             server.auth.append(self.headers.get("Authorization"))
             server.requests.append((path, self.headers.get("Range")))
             fault = server.faults[path].pop(0) if server.faults[path] else ""
@@ -69,8 +74,17 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             if fault == "500":
                 return self._reply(500, b"busy", "text/plain")
             data = server.files[path]
-            if fault == "wrong":
+            if fault in ("wrong", "wronghold"):
                 data = bytes(b ^ 0xFF for b in data)
+            if fault == "nolength":  # no Content-Length: the file, then more, until the connection closes
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data + b"\0" * (1 << 20))
+                server.sent[path] += len(data) + (1 << 20)
+                self.close_connection = True
+                return
             if fault == "html200":
                 return self._reply(200, b"<html>login</html>", "text/html; charset=utf-8")
             start = 0
@@ -91,12 +105,12 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 server.release.wait(60)
                 return
-            if fault in ("drop", "hold"):
+            if fault in ("drop", "hold", "wronghold"):
                 half = body[: len(body) // 2]
                 self.wfile.write(half)
                 self.wfile.flush()
                 server.sent[path] += len(half)
-                if fault == "hold":
+                if fault in ("hold", "wronghold"):
                     server.half_sent.set()
                     server.release.wait(60)
                 self.close_connection = True
