@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from . import __version__, render, render_runs
+from . import __version__, render, render_check, render_runs
 from .api import plan_fleet
 from .catalogue import BackupRun
 from .cli_backups import backups_app
@@ -273,15 +273,15 @@ def check(
                 result = session.plan()
         except ReconcilerError:
             if fmt == "prometheus":  # a textfile collector must see the failure, not an empty or stale file
-                typer.echo(render.check_failed_prometheus(time.time()), nl=False)
+                typer.echo(render_check.check_failed_prometheus(time.time()), nl=False)
             raise
         drift = not (result.converges and not result.has_changes)
         if fmt == "json":
-            typer.echo(render.dumps(render.check_doc(result, time.time())))
+            typer.echo(render.dumps(render_check.check_doc(result, time.time())))
         elif fmt == "prometheus":
-            typer.echo(render.check_prometheus(result, time.time()), nl=False)
+            typer.echo(render_check.check_prometheus(result, time.time()), nl=False)
         else:
-            typer.echo(render.check_text(result))
+            typer.echo(render_check.check_text(result))
     raise typer.Exit(ExitCode.CHANGES if drift else ExitCode.OK)
 
 

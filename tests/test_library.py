@@ -45,6 +45,7 @@ FRONT_ENDS = {
     "cli_support.py",
     "console.py",
     "render.py",
+    "render_check.py",
     "render_runs.py",
 }  # the CLI layer: the only modules that may name flags
 
