@@ -102,3 +102,34 @@ def other_fs() -> Iterator[Path]:
         if folder is None:
             pytest.skip("no second filesystem (/dev/shm tmpfs) on this machine")
         yield folder
+
+
+def run_with_stderr_on_a_terminal(args: list[str], stdout: Any = subprocess.PIPE) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+    """Run ``ocr-reconcile ARGS`` with stderr on a pseudo-terminal and its progress shown at once
+    (``SHOW_AFTER_S = 0``); the process and everything drawn on the terminal."""
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    shown: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            shown.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    code = "from reconciler import cli_progress; cli_progress.SHOW_AFTER_S = 0.0; from reconciler.console import main; main()"
+    try:
+        done = subprocess.run([sys.executable, "-c", code, *args], stdout=stdout, stderr=slave, stdin=subprocess.DEVNULL, timeout=300)
+    finally:
+        os.close(slave)
+    reader.join(timeout=60)
+    os.close(master)
+    return done, b"".join(shown)

@@ -295,8 +295,7 @@ def test_installs_show_in_check_and_in_fleet_plans(server: ModelServer, empty_st
 
 
 def test_on_a_terminal_each_download_has_its_bar_under_the_total(empty_store: Path, tmp_path: Path) -> None:
-    import pty
-    import threading
+    from .conftest import run_with_stderr_on_a_terminal
 
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -306,33 +305,7 @@ def test_on_a_terminal_each_download_has_its_bar_under_the_total(empty_store: Pa
         (mirror / name).write_bytes(data)
         models.append({"name": name, "sha256": _sha(data), "size": len(data)})
     manifest = _manifest(tmp_path, empty_store, models, sources={"mirror": str(mirror)})
-    master, slave = pty.openpty()
-    shown: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            shown.append(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    code = "from reconciler import cli_progress; cli_progress.SHOW_AFTER_S = 0.0; from reconciler.console import main; main()"
-    done = subprocess.run(
-        [sys.executable, "-c", code, "apply", "--yes", str(manifest)],
-        stdout=subprocess.PIPE,
-        stderr=slave,
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-    )
-    os.close(slave)
-    reader.join(timeout=60)
-    os.close(master)
-    drawn = b"".join(shown)
+    done, drawn = run_with_stderr_on_a_terminal(["apply", "--yes", str(manifest)])
     assert done.returncode == ExitCode.OK
     assert b"downloading 2 models" in drawn and b"alpha.gguf" in drawn and b"beta.gguf" in drawn
     assert b"downloading" not in done.stdout

@@ -303,38 +303,12 @@ def test_on_a_terminal_the_bar_goes_to_stderr_and_stdout_gets_only_the_document(
 ) -> None:
     """stdout redirected to a file, stderr a terminal: the Rich bar is drawn on the terminal, and the
     file holds the JSON document alone (Rich's own console would write to stdout)."""
-    import pty
-    import threading
+    from .conftest import run_with_stderr_on_a_terminal
 
     manifest = _pinned(write_manifest, _digest(big))
-    master, slave = pty.openpty()
-    shown: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            shown.append(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    code = "from reconciler import cli_progress; cli_progress.SHOW_AFTER_S = 0.0; from reconciler.console import main; main()"
     with open(tmp_path / "plan.json", "wb") as out:
-        done = subprocess.run(
-            [sys.executable, "-c", code, "--no-cache", "plan", "--json", str(manifest)],
-            stdout=out,
-            stderr=slave,
-            stdin=subprocess.DEVNULL,
-            timeout=300,
-        )
-    os.close(slave)
-    reader.join(timeout=60)
-    os.close(master)
+        done, drawn = run_with_stderr_on_a_terminal(["--no-cache", "plan", "--json", str(manifest)], stdout=out)
     assert done.returncode == 0
     document = (tmp_path / "plan.json").read_bytes()
     assert document.startswith(b"{") and json.loads(document)["format_version"]
-    assert b"hashing 1 file" in b"".join(shown)
+    assert b"hashing 1 file" in drawn
