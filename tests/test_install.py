@@ -405,3 +405,15 @@ def test_a_source_that_is_no_url_is_one_line_at_validation(tmp_path: Path, empty
     assert done.returncode == ExitCode.ERROR and "Traceback" not in done.stderr
     [line] = [x for x in done.stderr.splitlines() if x.startswith("error:")]
     assert "models[1].source: is not a valid URL" in line, line
+
+
+def test_an_apply_while_another_holds_the_store_lock_downloads_nothing(server: ModelServer, empty_store: Path, tmp_path: Path) -> None:
+    from reconciler import open_session
+
+    gguf = _blob("locked")
+    url = server.add("/m.gguf", gguf)
+    manifest = _manifest(tmp_path, empty_store, [{"name": "m.gguf", "sha256": _sha(gguf), "source": url}])
+    with open_session(manifest) as session, session.lock():
+        second = run_cli("apply", "--yes", str(manifest))
+    assert second.returncode == ExitCode.LOCKED and "locked" in second.stderr.lower(), second.stderr
+    assert server.requests == [] and not (empty_store / "m.gguf").exists()
