@@ -32,8 +32,8 @@ demo: $(STAMP)
 	@$(BIN)/ocr-reconcile apply --yes manifests/example.yaml --store $(DEMO)/models
 
 lint: $(STAMP)
-	$(BIN)/ruff check reconciler tests bench
-	$(BIN)/ruff format --check reconciler tests bench
+	$(BIN)/ruff check reconciler tests bench ansible
+	$(BIN)/ruff format --check reconciler tests bench ansible
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

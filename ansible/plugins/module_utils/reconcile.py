@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# What the ocr.reconcile modules share: their common options, opening a session of the ocr-reconcile
+# library on the target from them, and turning the library's errors into one-line failures with a
+# machine-readable reason. The modules are thin clients of the library API: no workflow lives here.
+
+from __future__ import absolute_import, annotations, division, print_function
+
+import contextlib
+import json
+import os
+import sys
+
+__metaclass__ = type
+
+COMMON_OPTIONS = dict(
+    manifest=dict(type="path"),
+    manifest_content=dict(type="dict"),
+    store=dict(type="path"),
+    backend=dict(type="str", choices=["auto", "aspose", "directory"]),
+    license=dict(type="path"),
+    backup_dir=dict(type="path"),
+    lock_timeout=dict(type="float", default=0.0),
+)
+
+
+def library(module):
+    """The ocr-reconcile library on the target, or a failure saying which Python lacks it."""
+    try:
+        import reconciler  # noqa: F401  (the package, installed with ocr-reconcile)
+        from reconciler import errors
+    except ImportError as exc:
+        module.fail_json(
+            msg="the ocr-reconcile library is not importable by %s (%s): install ocr-reconcile there, "
+            "or set ansible_python_interpreter" % (sys.executable, exc),
+            reason="missing_library",
+        )
+    return errors
+
+
+def load(module):
+    """The manifest the module was given: a file on the target, or ``manifest_content`` inline."""
+    from reconciler.manifest import load_manifest, parse_manifest
+
+    params = module.params
+    if params.get("manifest"):
+        return load_manifest(params["manifest"])
+    text = json.dumps(params["manifest_content"], indent=1, sort_keys=False).encode()
+    return parse_manifest(text, "manifest_content", base_dir=None)
+
+
+@contextlib.contextmanager
+def session(module, progress=None):
+    """An open session of the library on this host, from the module's options."""
+    from reconciler import open_session
+
+    params = module.params
+    with open_session(
+        load(module),
+        store=params.get("store"),
+        backend=params.get("backend"),
+        license_file=params.get("license"),
+        backup_dir=params.get("backup_dir"),
+        lock_timeout=params.get("lock_timeout") or 0.0,
+        progress=progress,
+    ) as opened:
+        yield opened
+
+
+def fail(module, exc, **result):
+    """A library error as Ansible's failure: its first line as ``msg``, its stable ``reason``."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    more = " (and %d more)" % (len(lines) - 1) if len(lines) > 1 else ""
+    module.fail_json(msg=lines[0] + more, reason=getattr(exc, "reason", "error"), problems=lines, **result)
+
+
+def plan_result(plan):
+    """What a module returns about a plan: its summary, changes (names and actions) and the engine note."""
+    summary = plan.summary
+    note = None
+    if plan.scan.engine_hidden:
+        note = "the engine is unlicensed (evaluation mode) and listed %d of %d files; the plan reads the folder itself" % (
+            plan.scan.engine_listed or 0,
+            len(plan.scan.files),
+        )
+    return dict(
+        store=plan.scan.root,
+        backend=plan.scan.backend,
+        plan=dict(
+            summary=dict([(action.value, n) for action, n in summary.counts]),
+            bytes_to_move=summary.bytes_freed,
+            bytes_to_download=summary.bytes_to_download,
+            has_changes=summary.has_changes,
+            converges=summary.converges,
+            changes=[dict(name=c.name, action=c.action.value, reason=c.reason) for c in plan.changes if c.action.is_drift],
+            violations=[v.message for v in plan.violations],
+        ),
+        engine_note=note,
+    )
+
+
+def diff_of(plan):
+    """Ansible's ``diff``: the store's files before and after, one ``name (size)`` per line."""
+
+    def line(name, size):
+        return "%s (%s bytes)\n" % (name, size if size is not None else "?")
+
+    before = [line(f.name, f.size) for f in plan.scan.files]
+    after = [line(c.name, c.before.size) for c in plan.changes if c.before is not None and c.action.value not in ("delete", "replace")]
+    after += [line(c.name, c.download) for c in plan.installs]
+    return dict(
+        before_header="%s (before)" % plan.scan.root,
+        after_header="%s (after)" % plan.scan.root,
+        before="".join(sorted(before)),
+        after="".join(sorted(after)),
+    )
+
+
+def environ_ready():
+    """The engine's runtime needs this before it is imported (the library sets it too)."""
+    os.environ.setdefault("DOTNET_SYSTEM_GLOBALIZATION_INVARIANT", "1")
