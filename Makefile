@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_moves.py
 	$(BIN)/python bench/bench_hash.py
 	$(BIN)/python bench/bench_download.py
+	$(BIN)/python bench/bench_ansible.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
