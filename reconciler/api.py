@@ -64,7 +64,7 @@ class Session:
         backup_dir: Path | None,
         lock_timeout: float,
         saved: SavedPlan | None = None,
-        hash_cache: bool = True,
+        hash_cache: bool | str = True,
         progress: Progress | None = None,
     ) -> None:
         self._stack = stack
@@ -123,7 +123,7 @@ class Session:
 
     def _cache(self) -> HashCache:
         """The store's hash cache (disabled: always re-hash, and never write it)."""
-        return HashCache(self.store_root(), enabled=self.hash_cache)
+        return HashCache(self.store_root(), enabled=bool(self.hash_cache), writable=self.hash_cache != "read")
 
     def plan(self, max_delete: int | None = None, allow_empty: bool = False, guards: Guards | None = None) -> Plan:
         """Scan and diff against the manifest. ``guards``, when given, replace the other two. In a
@@ -326,7 +326,7 @@ def open_session(
     backup_dir: str | os.PathLike[str] | None = None,
     lock_timeout: float = 0.0,
     saved: SavedPlan | None = None,
-    hash_cache: bool = True,
+    hash_cache: bool | str = True,  # "read": used, never written (a check that must change nothing)
     progress: Progress | None = None,
 ) -> Iterator[Session]:
     """Open a session on a store. ``manifest`` (a path or a loaded :class:`Manifest`) supplies the

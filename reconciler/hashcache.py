@@ -70,9 +70,9 @@ def _hash_held(path: str, advance: Callable[[int], None]) -> tuple[str | None, K
 class HashCache:
     """The cache of one store. :meth:`hash_files` is the only way in; :meth:`save` writes it back."""
 
-    def __init__(self, store_root: str, enabled: bool = True) -> None:
+    def __init__(self, store_root: str, enabled: bool = True, writable: bool = True) -> None:
         self.path = hash_cache_path(store_root)
-        self.enabled = enabled
+        self.enabled, self.writable = enabled, writable  # not writable: used, never saved (a check that must change nothing)
         self._entries: dict[str, tuple[Key, str]] = self._load() if enabled else {}
         self._dirty = False
         self.hits = 0
@@ -151,7 +151,7 @@ class HashCache:
 
     def save(self) -> None:
         """Write the cache back if anything changed (temp file, fsync, rename); errors are ignored."""
-        if not self.enabled or not self._dirty:
+        if not self.enabled or not self.writable or not self._dirty:
             return
         doc = {"format": FORMAT, "files": {n: {"key": list(k), "sha256": d} for n, (k, d) in sorted(self._entries.items())}}
         tmp = self.path.with_name(f"{self.path.name}.{secrets.token_hex(4)}.tmp")

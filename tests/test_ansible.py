@@ -125,10 +125,16 @@ def _stores(fleet: Fleet) -> dict[str, dict[str, str]]:
 
 
 def test_check_mode_changes_nothing_and_reports_exactly_the_hosts_with_drift(fleet: Fleet) -> None:
+    doc = yaml.safe_load(fleet.manifest.read_text())
+    pinned = fleet.root / "hosts" / "host01" / "models" / LLAMA
+    doc["models"][0]["sha256"] = hashlib.sha256(pinned.read_bytes()).hexdigest()  # a pin: a hash cache could be written
+    fleet.manifest.write_text(yaml.safe_dump(doc))
     before = _stores(fleet)
+    beside = {p.name for p in (fleet.root / "hosts" / "host01").iterdir()}
     code, result = _play(fleet, "rollout.yml", "--check", "-e", "ocr_serial=20")
     assert code == 0, result
     assert _stores(fleet) == before
+    assert {p.name for p in (fleet.root / "hosts" / "host01").iterdir()} == beside  # no lock, cache or backup folder
     changed = {h for h, r in _task_results(result, "Converge the store").items() if r.get("changed")}
     assert changed == set(HOSTS) - CLEAN
     plan = _task_results(result, "Converge the store")["host01"]["plan"]

@@ -50,12 +50,14 @@ def load(module):
 
 @contextlib.contextmanager
 def session(module, progress=None):
-    """An open session of the library on this host, from the module's options."""
+    """An open session of the library on this host, from the module's options. In check mode the hash
+    cache beside the store is read, never written: a check changes nothing on the host."""
     from reconciler import open_session
 
     params = module.params
     with open_session(
         load(module),
+        hash_cache="read" if module.check_mode else True,
         store=params.get("store"),
         backend=params.get("backend"),
         license_file=params.get("license"),

@@ -102,7 +102,8 @@ def main():
     params = module.params
     try:
         manifest = load(module) if params.get("manifest") or params.get("manifest_content") else None
-        with open_session(manifest, store=params.get("store"), backend=params.get("backend"), license_file=params.get("license")) as opened:
+        where = dict(store=params.get("store"), backend=params.get("backend"), license_file=params.get("license"))
+        with open_session(manifest, hash_cache="read", **where) as opened:  # reads only: the cache is not written either
             snapshot = opened.snapshot(hash_all=params["hash"], host=params.get("host"))
     except errors.ReconcilerError as exc:
         fail(module, exc)
