@@ -151,7 +151,7 @@ def test_a_real_run_converges_every_host_and_a_second_changes_nothing(fleet: Fle
     for host in HOSTS:
         assert set(tree_digest(fleet.root / "hosts" / host / "models")) == set(KEPT), host
     summary = _task_results(result, "Bytes freed and models installed over the fleet")["localhost"]["msg"]
-    assert summary.startswith("fleet: 20 of 20 hosts ran; 68 files moved to backup")
+    assert summary.startswith("fleet: 20 of 20 hosts converged; 68 files moved to backup")
     code, again = _play(fleet, "rollout.yml")
     assert code == 0 and all(s["changed"] == 0 for s in _stats(again).values()), _stats(again)
 
@@ -253,7 +253,7 @@ def test_every_refusal_is_a_failure_with_one_line_and_a_reason(fleet: Fleet) -> 
     before = tree_digest(Path(store))
     for args, reason in cases:
         status, result = _module(fleet, state, args)
-        assert status == "failed" and result["reason"] == reason, (args, result)
+        assert status == "failed" and result["reason"] == reason and result["changed"] is False, (args, result)
         assert "\n" not in result["msg"] and "Traceback" not in json.dumps(result), result
     with open_session(fleet.manifest, store=store) as session, session.lock():
         status, result = _module(fleet, state, {"manifest": str(fleet.manifest), "store": store})
@@ -265,3 +265,16 @@ def test_every_refusal_is_a_failure_with_one_line_and_a_reason(fleet: Fleet) -> 
     status, info = _module(fleet, "ocr.reconcile.model_info", {"manifest": str(fleet.manifest), "store": store, "host": "h"})
     assert status == "ok" and not info["changed"] and info["ansible_facts"]["ocr_reconcile"]["file_count"] == 8
     assert info["snapshot"]["kind"] == "snapshot" and info["snapshot"]["host"] == "h"
+
+
+def test_the_collection_builds_with_ansible_galaxy(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    done = subprocess.run(
+        [str(BIN / "ansible-galaxy"), "collection", "build", str(ROOT / "ansible"), "--output-path", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [p.name for p in tmp_path.glob("*.tar.gz")] == ["ocr-reconcile-0.1.0.tar.gz"]

@@ -76,6 +76,10 @@ snapshot:
   description: The snapshot document (with its checksum), as C(ocr-reconcile snapshot --out) writes it.
   returned: success
   type: dict
+reason:
+  description: On failure, why, as a stable word (store, bad_manifest, ...); C(msg) says it in one line.
+  returned: failed
+  type: str
 ansible_facts:
   description: C(ocr_reconcile) with the store, backend, file count, bytes on disk and the files (name, kind, size, engine_visible, sha256).
   returned: success

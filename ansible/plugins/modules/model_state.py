@@ -128,9 +128,14 @@ engine_note:
   returned: success
   type: str
 reason:
-  description: On failure, why, as a stable word (cannot_converge, guard, locked, stale_plan, bad_manifest, install, ...).
+  description: On failure, why, as a stable word (cannot_converge, guard, locked, stale_plan, bad_manifest, store, install, ...).
   returned: failed
   type: str
+problems:
+  description: On failure, every line of the library's message (a bad manifest lists each problem, as file:line:col field why).
+  returned: failed
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -166,7 +171,7 @@ def main():
                 module.exit_json(**result)
             applied = opened.apply(plan)  # takes the lock, plans again under it, applies only that same plan
     except errors.ReconcilerError as exc:
-        fail(module, exc, **result)
+        fail(module, exc, **dict(result, changed=False))  # a refusal changed nothing
     install = applied.install
     result.update(
         moved=[dict(name=m.name, size=m.size, method=m.method) for m in applied.moved],
