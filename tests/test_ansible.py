@@ -264,7 +264,34 @@ def test_every_refusal_is_a_failure_with_one_line_and_a_reason(fleet: Fleet) -> 
     assert "phi-2.Q4_K_M.gguf" not in result["diff"]["after"] and tree_digest(Path(store)) == before
     status, info = _module(fleet, "ocr.reconcile.model_info", {"manifest": str(fleet.manifest), "store": store, "host": "h"})
     assert status == "ok" and not info["changed"] and info["ansible_facts"]["ocr_reconcile"]["file_count"] == 8
-    assert info["snapshot"]["kind"] == "snapshot" and info["snapshot"]["host"] == "h"
+    snapshot = json.loads(info["snapshot"])
+    assert snapshot["kind"] == "snapshot" and snapshot["host"] == "h"
+    status, result = _module(fleet, state, {"manifest": str(fleet.manifest), "store": store, "lock_timeout": "nan"})
+    assert status == "failed" and result["reason"] == "usage", result
+
+
+def test_odd_names_and_an_interrupted_run_are_reported_not_lost(fleet: Fleet) -> None:
+    """From a hostile pass: a name that is not UTF-8 made Ansible refuse the result after files had moved;
+    an interrupted run was finished silently (changed: false) or never finished."""
+    store = fleet.root / "hosts" / "host02" / "models"
+    odd = os.fsencode(store) + b"/bad\xff\xfename.gguf"
+    with open(odd, "wb") as fh:
+        fh.write(b"abc")
+    args = {"manifest": str(fleet.manifest), "store": str(store)}
+    status, checked = _module(fleet, "ocr.reconcile.model_state", args, "--check", "--diff")
+    assert status == "ok" and checked["changed"] and "bad\\udcff\\udcfename.gguf" in checked["diff"]["before"], checked
+    status, info = _module(fleet, "ocr.reconcile.model_info", args)
+    assert status == "ok" and "bad\\udcff\\udcfename.gguf" in info["snapshot"], info["snapshot"][:300]
+    crashed = run_cli("apply", "--yes", str(fleet.manifest), "--store", str(store), env={"OCR_RECONCILE_CRASH_AT": "4"})
+    assert crashed.returncode < 0  # killed mid-run: a journal is left
+    status, checked = _module(fleet, "ocr.reconcile.model_state", args, "--check")
+    assert status == "ok" and checked["changed"] and checked["pending_run"]["op"] == "apply", checked
+    status, result = _module(fleet, "ocr.reconcile.model_state", args)
+    assert status == "ok" and result["changed"] and result["recovered"]["op"] == "apply", result
+    assert not (fleet.root / "hosts" / "host02" / "models.ocr-reconcile-journal").exists()
+    assert set(tree_digest(store)) == set(KEPT)  # recovered (the odd name too was in the interrupted run)
+    status, again = _module(fleet, "ocr.reconcile.model_state", args)
+    assert status == "ok" and not again["changed"], again
 
 
 def test_the_collection_builds_with_ansible_galaxy(tmp_path: Path) -> None:

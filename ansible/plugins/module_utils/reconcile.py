@@ -68,11 +68,32 @@ def session(module, progress=None):
         yield opened
 
 
+def safe(text):
+    """A name or message fit for a module result: control and invisible characters, and bytes that are
+    not UTF-8 (surrogates, which Ansible refuses to carry), escaped as the CLI prints them."""
+    from reconciler.render import safe as escaped
+
+    return escaped(text)
+
+
 def fail(module, exc, **result):
-    """A library error as Ansible's failure: its first line as ``msg``, its stable ``reason``."""
-    lines = str(exc).splitlines() or [type(exc).__name__]
-    more = " (and %d more)" % (len(lines) - 1) if len(lines) > 1 else ""
-    module.fail_json(msg=lines[0] + more, reason=getattr(exc, "reason", "error"), problems=lines, **result)
+    """A library error as Ansible's failure: one line as ``msg`` (a heading such as "saved plan is stale:"
+    with its first item), every line in ``problems``, and the error's stable ``reason``."""
+    lines = [safe(line) for line in str(exc).splitlines()] or [type(exc).__name__]
+    shown = 2 if len(lines) > 1 and lines[0].endswith(":") else 1
+    msg = " ".join(lines[:shown]) + (" (and %d more)" % (len(lines) - shown) if len(lines) > shown else "")
+    module.fail_json(msg=msg, reason=getattr(exc, "reason", "error"), problems=lines, **result)
+
+
+def check_numbers(module):
+    """Refuse what the command line refuses: a negative or non-finite timeout, a negative limit."""
+    import math
+
+    timeout, limit = module.params.get("lock_timeout") or 0.0, module.params.get("max_delete")
+    if not math.isfinite(timeout) or timeout < 0:
+        module.fail_json(msg="lock_timeout must be a finite number of seconds, 0 or more (got %s)" % timeout, reason="usage")
+    if limit is not None and limit < 0:
+        module.fail_json(msg="max_delete must be 0 or more (got %s)" % limit, reason="usage")
 
 
 def plan_result(plan):
@@ -93,8 +114,8 @@ def plan_result(plan):
             bytes_to_download=summary.bytes_to_download,
             has_changes=summary.has_changes,
             converges=summary.converges,
-            changes=[dict(name=c.name, action=c.action.value, reason=c.reason) for c in plan.changes if c.action.is_drift],
-            violations=[v.message for v in plan.violations],
+            changes=[dict(name=safe(c.name), action=c.action.value, reason=safe(c.reason)) for c in plan.changes if c.action.is_drift],
+            violations=[safe(v.message) for v in plan.violations],
         ),
         engine_note=note,
     )
@@ -104,7 +125,7 @@ def diff_of(plan):
     """Ansible's ``diff``: the store's files before and after, one ``name (size)`` per line."""
 
     def line(name, size):
-        return "%s (%s bytes)\n" % (name, size if size is not None else "?")
+        return "%s (%s bytes)\n" % (safe(name), size if size is not None else "?")  # a newline in a name stays on its line
 
     before = [line(f.name, f.size) for f in plan.scan.files]
     after = [line(c.name, c.before.size) for c in plan.changes if c.before is not None and c.action.value not in ("delete", "replace")]

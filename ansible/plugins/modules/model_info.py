@@ -66,16 +66,18 @@ EXAMPLES = r"""
 
 - name: Keep it on the controller
   ansible.builtin.copy:
-    content: "{{ info.snapshot | to_json }}"
+    content: "{{ info.snapshot }}"
     dest: "snapshots/{{ inventory_hostname }}.json"
   delegate_to: localhost
 """
 
 RETURN = r"""
 snapshot:
-  description: The snapshot document (with its checksum), as C(ocr-reconcile snapshot --out) writes it.
+  description:
+    - The snapshot document (with its checksum) as JSON text, exactly what C(ocr-reconcile snapshot --out) writes.
+    - Write it unchanged (C(content) of M(ansible.builtin.copy)); names that are not UTF-8 stay escaped in it.
   returned: success
-  type: dict
+  type: str
 reason:
   description: On failure, why, as a stable word (store, bad_manifest, ...); C(msg) says it in one line.
   returned: failed
@@ -111,10 +113,16 @@ def main():
             snapshot = opened.snapshot(hash_all=params["hash"], host=params.get("host"))
     except errors.ReconcilerError as exc:
         fail(module, exc)
+    from ansible_collections.ocr.reconcile.plugins.module_utils.reconcile import safe
+
+    from reconciler.jsonout import json_text
+
     scan = snapshot.scan
-    files = [dict(name=f.name, kind=f.kind, size=f.size, engine_visible=f.engine_visible, sha256=f.sha256) for f in scan.files]
+    files = [dict(name=safe(f.name), kind=f.kind, size=f.size, engine_visible=f.engine_visible, sha256=f.sha256) for f in scan.files]
     facts = dict(store=scan.root, backend=scan.backend, files=files, file_count=len(files), size_on_disk=scan.size_on_disk)
-    module.exit_json(changed=False, snapshot=with_checksum(snapshot.to_doc()), ansible_facts=dict(ocr_reconcile=facts))
+    # the document as its own JSON text: a name that is not UTF-8 stays a \u escape, which Ansible carries
+    text = json_text(with_checksum(snapshot.to_doc()))
+    module.exit_json(changed=False, snapshot=text, ansible_facts=dict(ocr_reconcile=facts))
 
 
 if __name__ == "__main__":

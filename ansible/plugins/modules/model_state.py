@@ -123,6 +123,16 @@ backup_run_id:
   description: The backup run holding the moved files (null when nothing moved); undo with ocr-reconcile restore.
   returned: changed
   type: str
+recovered:
+  description:
+    - An interrupted run this apply finished first (op, run_id, finished names); null when there was none.
+    - It makes the task changed.
+  returned: success, not in check mode
+  type: dict
+pending_run:
+  description: In check mode, an interrupted run that a real run would finish first (op, run_id); it makes the task changed.
+  returned: check mode, when one is pending
+  type: dict
 engine_note:
   description: Set when an unlicensed engine hid files; the plan reads the folder itself.
   returned: success
@@ -141,11 +151,13 @@ problems:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ocr.reconcile.plugins.module_utils.reconcile import (
     COMMON_OPTIONS,
+    check_numbers,
     diff_of,
     environ_ready,
     fail,
     library,
     plan_result,
+    safe,
     session,
 )
 
@@ -159,35 +171,60 @@ def main():
     )
     environ_ready()
     errors = library(module)
+    check_numbers(module)
     result = dict(changed=False)
+    applied = recovery = None
     try:
         with session(module) as opened:
-            plan = opened.plan(module.params["max_delete"], module.params["allow_empty"])
-            result.update(plan_result(plan), changed=plan.has_changes)
-            if module._diff and plan.has_changes:
-                result["diff"] = diff_of(plan)
-            opened.check_applicable(plan)  # refusals fail in check mode too: apply would refuse them
-            if module.check_mode or not plan.has_changes:
+            if module.check_mode:
+                pending = opened.pending()  # an interrupted run a real run would finish first
+                plan = opened.plan(module.params["max_delete"], module.params["allow_empty"])
+            else:
+                pending = None
+                with opened.lock() as held:  # recovery first (if a run was interrupted), then plan and apply under one lock
+                    recovery = held.recovery
+                    plan = opened.plan(module.params["max_delete"], module.params["allow_empty"])
+                    result.update(plan_result(plan), changed=plan.has_changes or recovery is not None, recovered=_recovered(recovery))
+                    opened.check_applicable(plan)
+                    if plan.has_changes:
+                        applied = opened.apply(plan, held)
+            if pending is not None or module.check_mode:
+                result.update(plan_result(plan), changed=plan.has_changes or pending is not None)
+                if pending is not None:
+                    result["pending_run"] = dict(op=pending.op, run_id=pending.run_id)
+                if module._diff and plan.has_changes:
+                    result["diff"] = diff_of(plan)
+                opened.check_applicable(plan)  # refusals fail in check mode too: apply would refuse them
                 module.exit_json(**result)
-            applied = opened.apply(plan)  # takes the lock, plans again under it, applies only that same plan
     except errors.ReconcilerError as exc:
-        fail(module, exc, **dict(result, changed=False))  # a refusal changed nothing
+        fail(module, exc, **dict(result, changed=recovery is not None))  # a refusal changed nothing (but a recovery did)
+    if module._diff and plan.has_changes:
+        result["diff"] = diff_of(plan)
+    if applied is None:
+        module.exit_json(**result)
     install = applied.install
     result.update(
-        moved=[dict(name=m.name, size=m.size, method=m.method) for m in applied.moved],
-        installed=[dict(name=e.name, size=e.size, sha256=e.sha256) for e in install.installed],
-        skipped=[dict(name=n, why=w) for n, w in (*applied.skipped, *install.skipped)],
+        moved=[dict(name=safe(m.name), size=m.size, method=m.method) for m in applied.moved],
+        installed=[dict(name=safe(e.name), size=e.size, sha256=e.sha256) for e in install.installed],
+        skipped=[dict(name=safe(n), why=safe(w)) for n, w in (*applied.skipped, *install.skipped)],
         bytes_moved=applied.bytes_moved,
         bytes_freed=applied.bytes_freed,
         bytes_downloaded=install.bytes_installed,
         backup_run_id=applied.run_id,
-        changed=bool(applied.moved or install.installed),
+        changed=bool(applied.moved or install.installed or recovery is not None),
     )
     if install.failed:
         name, why = install.failed[0]
         more = " (and %d more)" % (len(install.failed) - 1) if len(install.failed) > 1 else ""
-        module.fail_json(msg="cannot install %s: %s%s" % (name, why, more), reason="install", **result)
+        module.fail_json(msg="cannot install %s: %s%s" % (safe(name), safe(why), more), reason="install", **result)
     module.exit_json(**result)
+
+
+def _recovered(recovery):
+    """What finishing an interrupted run did (None when there was none)."""
+    if recovery is None:
+        return None
+    return dict(op=recovery.op, run_id=recovery.run_id, finished=[safe(n) for n in recovery.finished])
 
 
 if __name__ == "__main__":
