@@ -19,23 +19,9 @@ author:
   - ocr-reconcile maintainers
 requirements:
   - ocr-reconcile importable by the target's Python
+extends_documentation_fragment:
+  - ocr.reconcile.common
 options:
-  manifest:
-    description: Manifest on the target, for the store settings and the pins to hash (optional).
-    type: path
-  manifest_content:
-    description: The manifest inline, as a mapping (optional).
-    type: dict
-  store:
-    description: The model folder; overrides the manifest's.
-    type: path
-  backend:
-    description: Overrides the manifest's C(store.backend).
-    type: str
-    choices: [auto, aspose, directory]
-  license:
-    description: Aspose license file to apply.
-    type: path
   backup_dir:
     description: Unused by this module; accepted so both modules take the same options.
     type: path

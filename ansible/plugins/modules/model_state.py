@@ -22,25 +22,9 @@ author:
   - ocr-reconcile maintainers
 requirements:
   - ocr-reconcile importable by the target's Python (set C(ansible_python_interpreter) to its venv)
+extends_documentation_fragment:
+  - ocr.reconcile.common
 options:
-  manifest:
-    description: Path to the manifest YAML file on the target. Exactly one of O(manifest) and O(manifest_content).
-    type: path
-  manifest_content:
-    description:
-      - The manifest itself, as a mapping, validated by the same schema.
-      - Relative paths in it are relative to the module's working folder, so give absolute ones.
-    type: dict
-  store:
-    description: The model folder; overrides the manifest's C(store.path).
-    type: path
-  backend:
-    description: Overrides the manifest's C(store.backend).
-    type: str
-    choices: [auto, aspose, directory]
-  license:
-    description: Aspose license file to apply (lifts the engine's evaluation filter).
-    type: path
   backup_dir:
     description: Backup folder; overrides the manifest's C(backup.dir).
     type: path
