@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `ocr-r
         EngineError,
         ExitCode,
         GuardError,
+        InstallError,
         JournalError,
         LockedError,
         ManifestError,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `ocr-r
         UnknownRunError,
         UsageError,
     )
+    from .install import InstallResult
     from .journal import Pending
     from .manifest import Manifest, load_manifest
     from .plan import Action, Change, FleetPlan, Guard, Guards, Plan, Summary, Violation
@@ -56,6 +58,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `ocr-r
     from .recovery import Abandoned, Recovery
     from .restore import RestorePlan, RestoreResult
     from .scan import FileFacts, StoreScan
+    from .sources import SourceSettings
 
 _WHERE = {
     "Abandoned": "recovery",
@@ -75,6 +78,8 @@ _WHERE = {
     "FleetPlan": "plan",
     "Guard": "plan",
     "GuardError": "errors",
+    "InstallError": "errors",
+    "InstallResult": "install",
     "Guards": "plan",
     "Held": "api",
     "JournalError": "errors",
@@ -98,6 +103,7 @@ _WHERE = {
     "StoreError": "errors",
     "StoreNotFound": "errors",
     "StoreScan": "scan",
+    "SourceSettings": "sources",
     "Summary": "plan",
     "UnknownRunError": "errors",
     "UsageError": "errors",
@@ -147,6 +153,8 @@ __all__ = [
     "GuardError",
     "Guards",
     "Held",
+    "InstallError",
+    "InstallResult",
     "JournalError",
     "LockedError",
     "Manifest",
@@ -164,6 +172,7 @@ __all__ = [
     "SavedPlan",
     "Session",
     "Snapshot",
+    "SourceSettings",
     "StalePlanError",
     "StoreError",
     "StoreNotFound",
