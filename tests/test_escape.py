@@ -549,15 +549,20 @@ def test_a_journal_removed_after_a_crash_leaves_a_restorable_run(
     assert tree_digest(store) == before
 
 
-def test_abandon_never_fails_because_its_name_is_taken(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
+def test_abandon_never_fails_because_its_name_is_taken(
+    runner: CliRunner, store: Path, write_manifest: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     journal = journal_path(str(store))
     os.mkfifo(journal)
-    now = int(time.time())
-    for t in range(now - 2, now + 120):  # every name the next two minutes would give
-        Path(f"{journal}.abandoned-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(t))}").write_text("taken")
+    frozen = time.gmtime(1_767_225_600)  # the clock is pinned: the name it gives is taken, whatever the machine's speed
+    monkeypatch.setattr(time, "gmtime", lambda *_: frozen)
+    taken = Path(f"{journal}.abandoned-{time.strftime('%Y%m%dT%H%M%SZ', frozen)}")
+    taken.write_text("taken")
     gone = runner.invoke(app, ["recover", "-m", str(write_manifest()), "--abandon"])
     assert gone.exit_code == ExitCode.OK, gone.output
-    assert not os.path.lexists(journal)
+    assert not os.path.lexists(journal) and taken.read_text() == "taken"
+    [kept] = [p for p in journal.parent.glob(f"{journal.name}.abandoned-*") if p != taken]
+    assert kept.name.startswith(taken.name + "-")  # the next name tried: the stamp and a random suffix
 
 
 def test_files_with_odd_names_move_and_come_back(
