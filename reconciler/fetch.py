@@ -181,7 +181,7 @@ class Stream:
 
     def _catch_up(self) -> None:
         """Hash the bytes an earlier attempt or run left in the part, once, before the first new chunk."""
-        while self._hashed + len(self._pending) < self.offset and not self._pending:
+        while not self._pending and self._hashed < self.offset:  # once a new chunk is pending, the prefix is hashed
             chunk = os.pread(self.fd, min(CHUNK, self.offset - self._hashed), self._hashed)
             if not chunk:
                 raise Transient("the partial download shrank")

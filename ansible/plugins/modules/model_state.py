@@ -158,21 +158,12 @@ def main():
     check_numbers(module)
     result = dict(changed=False)
     applied = recovery = None
+    limits = module.params["max_delete"], module.params["allow_empty"]
     try:
         with session(module) as opened:
             if module.check_mode:
                 pending = opened.pending()  # an interrupted run a real run would finish first
-                plan = opened.plan(module.params["max_delete"], module.params["allow_empty"])
-            else:
-                pending = None
-                with opened.lock() as held:  # recovery first (if a run was interrupted), then plan and apply under one lock
-                    recovery = held.recovery
-                    plan = opened.plan(module.params["max_delete"], module.params["allow_empty"])
-                    result.update(plan_result(plan), changed=plan.has_changes or recovery is not None, recovered=_recovered(recovery))
-                    opened.check_applicable(plan)
-                    if plan.has_changes:
-                        applied = opened.apply(plan, held)
-            if pending is not None or module.check_mode:
+                plan = opened.plan(*limits)
                 result.update(plan_result(plan), changed=plan.has_changes or pending is not None)
                 if pending is not None:
                     result["pending_run"] = dict(op=pending.op, run_id=pending.run_id)
@@ -180,6 +171,13 @@ def main():
                     result["diff"] = diff_of(plan)
                 opened.check_applicable(plan)  # refusals fail in check mode too: apply would refuse them
                 module.exit_json(**result)
+            with opened.lock() as held:  # recovery first (if a run was interrupted), then plan and apply under one lock
+                recovery = held.recovery
+                plan = opened.plan(*limits)
+                result.update(plan_result(plan), changed=plan.has_changes or recovery is not None, recovered=_recovered(recovery))
+                opened.check_applicable(plan)
+                if plan.has_changes:
+                    applied = opened.apply(plan, held)
     except errors.ReconcilerError as exc:
         fail(module, exc, **dict(result, changed=recovery is not None))  # a refusal changed nothing (but a recovery did)
     if module._diff and plan.has_changes:
