@@ -34,20 +34,24 @@ def apply_question(plan: Plan, backup_root: Path, pruning: list[BackupRun]) -> s
     return text[:1].upper() + text[1:] + "?"
 
 
+def skipped_lines(skipped: tuple[tuple[str, str], ...]) -> list[str]:
+    """One ``  skipped NAME: why`` line per entry a run left in place (apply, install, restore)."""
+    return [f"  skipped {safe(name)}: {safe(why)}" for name, why in skipped]
+
+
 def apply_text(result: ApplyResult, restore_args: str = "", quiet: bool = False, pruned_sizes: dict[str, int] | None = None) -> str:
     installed = install_text(result.install, quiet)
+    skipped = skipped_lines(result.skipped)
     if result.run_id is None and installed:
-        skipped = [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
         return "\n".join([*skipped, installed])
     if result.run_id is None:
-        skipped = [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
         return (
             "\n".join([*skipped, f"Nothing was moved ({len(skipped)} skipped); no backup run was made."])
             if skipped
             else "No changes. Nothing was moved."
         )
     lines = [] if quiet else [f"  moved {safe(m.name)} ({format_size(m.size)}, {m.method})" for m in result.moved]
-    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
+    lines += skipped
     freed = format_size(result.bytes_freed)
     renamed = any(m.method == "rename" for m in result.moved)
     where = " (the backup is on the same filesystem: space comes back when runs are pruned)" if renamed else ""
@@ -72,7 +76,7 @@ def install_text(result: InstallResult, quiet: bool = False) -> str:
         if quiet
         else [f"  installed {safe(e.name)} ({format_size(e.size)}, sha256 {e.sha256 or '?'}"[:-1] + ")" for e in result.installed]
     )
-    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
+    lines += skipped_lines(result.skipped)
     done = (
         f"Install: {count(len(result.installed), 'model')} installed ({format_size(result.bytes_installed)}), {len(result.skipped)} skipped"
     )
@@ -123,7 +127,7 @@ def restore_plan_text(plan: RestorePlan) -> str:
 def restore_text(run_id: str, result: RestoreResult) -> str:
     lines = [f"  restored {safe(n)}" for n in result.restored]
     lines += [f"  already in the store (identical): {safe(n)}" for n in result.already_present]
-    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
+    lines += skipped_lines(result.skipped)
     if result.displaced_run:
         lines.append(f"Files that were in the way were moved to backup run {result.displaced_run}.")
     lines.append(
@@ -152,5 +156,5 @@ def recovery_text(result: Recovery) -> str:
         f"{len(result.finished)} finished now, {len(result.skipped)} skipped."
     ]
     lines += [f"  finished {safe(name)}" for name in result.finished]
-    lines += [f"  skipped {safe(name)}: {safe(why)}" for name, why in result.skipped]
+    lines += skipped_lines(result.skipped)
     return "\n".join(lines)
