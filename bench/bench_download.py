@@ -16,7 +16,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from common import TOOL, have, mib, precompile, run_child, scratch, write_manifest, write_real
 
-from reconciler.hashing import fd_sha256
+from reconciler.base.hashing import fd_sha256
 
 
 class Quiet(SimpleHTTPRequestHandler):

@@ -13,7 +13,7 @@ import time
 
 from common import TOOL, have, median_child, mib, precompile, run_child, scratch, write_manifest, write_real
 
-from reconciler.hashing import fd_sha256
+from reconciler.base.hashing import fd_sha256
 
 
 def main() -> None:

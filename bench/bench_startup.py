@@ -13,7 +13,7 @@ import sys
 
 from common import REPO, TOOL, child_env, median_child, precompile, scratch
 
-from reconciler.stores import engine_available
+from reconciler.read.stores import engine_available
 
 
 def main() -> None:

@@ -18,15 +18,16 @@ Everything a caller needs is exported here; other modules are internal and may c
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING, Any
 
+from .base.version import __version__
+
 if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `ocr-reconcile --version` imports none of them
-    from .api import Held, Session, manifest_of, open_session, plan_fleet
-    from .apply import ApplyResult
-    from .catalogue import BackupRun, Entry
-    from .errors import (
+    from .api.apply import ApplyResult
+    from .api.install import InstallResult
+    from .api.restore import RestorePlan, RestoreResult
+    from .api.session import Held, Session, manifest_of, open_session, plan_fleet
+    from .base.errors import (
         ApplyError,
         BackupError,
         CannotConvergeError,
@@ -50,74 +51,73 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `ocr-r
         UnknownRunError,
         UsageError,
     )
-    from .install import InstallResult
-    from .journal import Pending
-    from .manifest import Manifest, load_manifest
-    from .plan import Action, Change, FleetPlan, Guard, Guards, Plan, Summary, Violation
-    from .planfile import SavedPlan, Snapshot, fleet_doc, load_plan, load_snapshot, plan_doc, save_plan, save_snapshot
-    from .recovery import Abandoned, Recovery
-    from .restore import RestorePlan, RestoreResult
-    from .scan import FileFacts, StoreScan
-    from .sources import SourceSettings
+    from .decide.plan import Action, Change, FleetPlan, Guard, Guards, Plan, Summary, Violation
+    from .decide.planfile import SavedPlan, Snapshot, fleet_doc, load_plan, load_snapshot, plan_doc, save_plan, save_snapshot
+    from .disk.catalogue import BackupRun, Entry
+    from .disk.journal import Pending
+    from .disk.recovery import Abandoned, Recovery
+    from .read.manifest import Manifest, load_manifest
+    from .read.scan import FileFacts, StoreScan
+    from .read.sources import SourceSettings
 
 _WHERE = {
-    "Abandoned": "recovery",
-    "Action": "plan",
-    "ApplyError": "errors",
-    "ApplyResult": "apply",
-    "BackupError": "errors",
-    "BackupRun": "catalogue",
-    "CannotConvergeError": "errors",
-    "Change": "plan",
-    "ConfigError": "errors",
-    "ConfirmationRefused": "errors",
-    "EngineError": "errors",
-    "Entry": "catalogue",
-    "ExitCode": "errors",
-    "FileFacts": "scan",
-    "FleetPlan": "plan",
-    "Guard": "plan",
-    "GuardError": "errors",
-    "InstallError": "errors",
-    "InstallResult": "install",
-    "Guards": "plan",
-    "Held": "api",
-    "JournalError": "errors",
-    "LockedError": "errors",
-    "Manifest": "manifest",
-    "ManifestError": "errors",
-    "Pending": "journal",
-    "PendingRunError": "errors",
-    "Plan": "plan",
-    "PlanFileError": "errors",
-    "ReconcilerError": "errors",
-    "Recovery": "recovery",
-    "RelativeStoreError": "errors",
-    "RestoreConflictError": "errors",
-    "RestorePlan": "restore",
-    "RestoreResult": "restore",
-    "SavedPlan": "planfile",
-    "Session": "api",
-    "Snapshot": "planfile",
-    "StalePlanError": "errors",
-    "StoreError": "errors",
-    "StoreNotFound": "errors",
-    "StoreScan": "scan",
-    "SourceSettings": "sources",
-    "Summary": "plan",
-    "UnknownRunError": "errors",
-    "UsageError": "errors",
-    "Violation": "plan",
-    "fleet_doc": "planfile",
-    "load_manifest": "manifest",
-    "load_plan": "planfile",
-    "load_snapshot": "planfile",
-    "manifest_of": "api",
-    "open_session": "api",
-    "plan_doc": "planfile",
-    "plan_fleet": "api",
-    "save_plan": "planfile",
-    "save_snapshot": "planfile",
+    "Abandoned": "disk.recovery",
+    "Action": "decide.plan",
+    "ApplyError": "base.errors",
+    "ApplyResult": "api.apply",
+    "BackupError": "base.errors",
+    "BackupRun": "disk.catalogue",
+    "CannotConvergeError": "base.errors",
+    "Change": "decide.plan",
+    "ConfigError": "base.errors",
+    "ConfirmationRefused": "base.errors",
+    "EngineError": "base.errors",
+    "Entry": "disk.catalogue",
+    "ExitCode": "base.errors",
+    "FileFacts": "read.scan",
+    "FleetPlan": "decide.plan",
+    "Guard": "decide.plan",
+    "GuardError": "base.errors",
+    "InstallError": "base.errors",
+    "InstallResult": "api.install",
+    "Guards": "decide.plan",
+    "Held": "api.session",
+    "JournalError": "base.errors",
+    "LockedError": "base.errors",
+    "Manifest": "read.manifest",
+    "ManifestError": "base.errors",
+    "Pending": "disk.journal",
+    "PendingRunError": "base.errors",
+    "Plan": "decide.plan",
+    "PlanFileError": "base.errors",
+    "ReconcilerError": "base.errors",
+    "Recovery": "disk.recovery",
+    "RelativeStoreError": "base.errors",
+    "RestoreConflictError": "base.errors",
+    "RestorePlan": "api.restore",
+    "RestoreResult": "api.restore",
+    "SavedPlan": "decide.planfile",
+    "Session": "api.session",
+    "Snapshot": "decide.planfile",
+    "StalePlanError": "base.errors",
+    "StoreError": "base.errors",
+    "StoreNotFound": "base.errors",
+    "StoreScan": "read.scan",
+    "SourceSettings": "read.sources",
+    "Summary": "decide.plan",
+    "UnknownRunError": "base.errors",
+    "UsageError": "base.errors",
+    "Violation": "decide.plan",
+    "fleet_doc": "decide.planfile",
+    "load_manifest": "read.manifest",
+    "load_plan": "decide.planfile",
+    "load_snapshot": "decide.planfile",
+    "manifest_of": "api.session",
+    "open_session": "api.session",
+    "plan_doc": "decide.planfile",
+    "plan_fleet": "api.session",
+    "save_plan": "decide.planfile",
+    "save_snapshot": "decide.planfile",
 }
 
 

@@ -125,7 +125,7 @@ def run_with_stderr_on_a_terminal(args: list[str], stdout: Any = subprocess.PIPE
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    code = "from reconciler import cli_progress; cli_progress.SHOW_AFTER_S = 0.0; from reconciler.console import main; main()"
+    code = "from reconciler.cli import progress as cli_progress; cli_progress.SHOW_AFTER_S = 0.0; from reconciler.cli import main; main()"
     try:
         done = subprocess.run([sys.executable, "-c", code, *args], stdout=stdout, stderr=slave, stdin=subprocess.DEVNULL, timeout=300)
     finally:

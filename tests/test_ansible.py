@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 import pytest
 import yaml
 
+from reconciler.base.errors import ExitCode
 from reconciler.demo import build_store
-from reconciler.errors import ExitCode
 
 from .conftest import EXAMPLE_MANIFEST, LLAMA, ROOT, run_cli, tree_digest
 from .model_server import ModelServer

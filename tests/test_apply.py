@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from reconciler import ApplyResult, BackupError, CannotConvergeError, ConfigError, Plan, RestoreResult, open_session
-from reconciler.catalogue import find_run, list_runs
-from reconciler.hashing import file_sha256
-from reconciler.layout import INDEX_NAME, default_backup_root
+from reconciler.base.hashing import file_sha256
+from reconciler.base.layout import INDEX_NAME, default_backup_root
+from reconciler.disk.catalogue import find_run, list_runs
 
 from .conftest import tree_digest
 

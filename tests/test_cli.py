@@ -9,8 +9,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from reconciler.cli import app
-from reconciler.errors import ExitCode
+from reconciler.base.errors import ExitCode
+from reconciler.cli.app import app
 
 from .conftest import EXAMPLE_MANIFEST, tree_digest
 from .test_planfile import assert_plan_schema

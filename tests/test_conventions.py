@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reconciler.cli import app
-from reconciler.errors import ExitCode
-from reconciler.layout import INDEX_NAME, default_backup_root
+from reconciler.base.errors import ExitCode
+from reconciler.base.layout import INDEX_NAME, default_backup_root
+from reconciler.cli.app import app
 
 from .conftest import EXAMPLE_MANIFEST, run_cli, tree_digest
 from .test_fleet import write_snapshots

@@ -18,11 +18,11 @@ import yaml
 from typer.testing import CliRunner
 
 from reconciler import JournalError, open_session
-from reconciler.cli import app
+from reconciler.base.errors import ExitCode
+from reconciler.base.layout import INDEX_NAME, default_backup_root, journal_path
+from reconciler.cli.app import app
 from reconciler.demo import build_store
-from reconciler.errors import ExitCode
-from reconciler.faults import hooked
-from reconciler.layout import INDEX_NAME, default_backup_root, journal_path
+from reconciler.disk.faults import hooked
 
 from .conftest import BIN, manifest_doc, tree_digest
 
@@ -521,9 +521,9 @@ def test_a_backup_folder_every_user_may_write_is_refused(
 
 
 def test_deleting_the_lock_file_never_lets_a_second_run_in(store: Path) -> None:
-    from reconciler.errors import LockedError
-    from reconciler.journal import store_lock
-    from reconciler.layout import lock_path
+    from reconciler.base.errors import LockedError
+    from reconciler.base.layout import lock_path
+    from reconciler.disk.journal import store_lock
 
     with store_lock(str(store)):
         os.unlink(lock_path(str(store)))  # by another user, who can write the store's parent
@@ -620,7 +620,7 @@ def test_a_live_journal_put_back_after_its_run_was_abandoned_is_refused(
 
 
 def test_a_fifo_swapped_in_for_the_journal_never_blocks(tmp_path: Path) -> None:
-    from reconciler.journal import Journal
+    from reconciler.disk.journal import Journal
 
     path = tmp_path / "journal"
     os.mkfifo(path)
@@ -665,8 +665,8 @@ def test_a_forced_restore_killed_early_is_finished_without_false_conflicts(
 
 
 def test_names_in_recovery_output_cannot_forge_lines() -> None:
-    from reconciler.recovery import Recovery
-    from reconciler.render_runs import recovery_text
+    from reconciler.disk.recovery import Recovery
+    from reconciler.render.runs import recovery_text
 
     text = recovery_text(Recovery("apply", "r", ("z\x1b[2J\nerror: FAKE",), (), (("y\nerror: FAKE", "why\nerror: FAKE"),)))
     assert "\nerror: FAKE" not in text and "\x1b" not in text

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reconciler import render
-from reconciler.cli import app
-from reconciler.errors import ExitCode
-from reconciler.manifest import parse_manifest
-from reconciler.plan import Plan, make_plan
-from reconciler.planfile import Snapshot, snapshot_doc, write_document
-from reconciler.scan import FileFacts, StoreScan
+from reconciler.base.errors import ExitCode
+from reconciler.cli.app import app
+from reconciler.decide.plan import Plan, make_plan
+from reconciler.decide.planfile import Snapshot, snapshot_doc, write_document
+from reconciler.read.manifest import parse_manifest
+from reconciler.read.scan import FileFacts, StoreScan
+from reconciler.render import plans as render
 
 from .conftest import EXAMPLE_MANIFEST, LLAMA, run_cli, tree_digest
 from .test_planfile import assert_plan_schema

@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from reconciler import open_session
-from reconciler.cli import app
-from reconciler.errors import ExitCode
-from reconciler.layout import INDEX_NAME, lock_path
-from reconciler.planfile import checksum
+from reconciler.base.errors import ExitCode
+from reconciler.base.layout import INDEX_NAME, lock_path
+from reconciler.cli.app import app
+from reconciler.decide.planfile import checksum
 
 from .conftest import LLAMA, tree_digest
 

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from reconciler.cli import app
+from reconciler.cli.app import app
 
 
 def _commands() -> list[list[str]]:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.errors import ExitCode
-from reconciler.layout import downloads_path
+from reconciler.base.errors import ExitCode
+from reconciler.base.layout import downloads_path
 
 from .conftest import LLAMA, run_cli, tree_digest
 from .model_server import ModelServer
@@ -384,7 +384,7 @@ def test_a_server_sending_more_than_the_size_is_cut_off(server: ModelServer, emp
 
 def test_a_partial_file_that_cannot_be_resumed_is_started_over(server: ModelServer, empty_store: Path, tmp_path: Path) -> None:
     """Longer than the model, or from another source: never a 416 loop, never stuck."""
-    from reconciler.fetch import Wanted, partial_name
+    from reconciler.api.fetch import Wanted, partial_name
 
     gguf = _blob("restart", 200_000)
     url = server.add("/m.gguf", gguf)

@@ -104,7 +104,7 @@ def _digest(path: Path) -> str:
 
 
 def test_an_unchanged_pinned_model_is_not_read_again(store: Path, big: Path, write_manifest: Callable[..., Path]) -> None:
-    from reconciler.layout import hash_cache_path
+    from reconciler.base.layout import hash_cache_path
 
     manifest = _pinned(write_manifest, _digest(big))
     with open_session(manifest) as session:
@@ -184,7 +184,7 @@ def test_a_cache_that_is_not_this_users_own_is_never_trusted(
     """A hostile user who can write the store's parent plants a cache saying a tampered model matches its pin."""
     import json as _json
 
-    from reconciler.layout import hash_cache_path
+    from reconciler.base.layout import hash_cache_path
 
     pin = _digest(big)
     with open(big, "r+b") as fh:
@@ -209,8 +209,8 @@ def test_a_cache_that_is_not_this_users_own_is_never_trusted(
 def test_no_cache_on_the_command_line_writes_no_cache(store: Path, big: Path, write_manifest: Callable[..., Path]) -> None:
     from typer.testing import CliRunner
 
-    from reconciler.cli import app
-    from reconciler.layout import hash_cache_path
+    from reconciler.base.layout import hash_cache_path
+    from reconciler.cli.app import app
 
     manifest = str(_pinned(write_manifest, _digest(big)))
     assert CliRunner().invoke(app, ["--no-cache", "plan", manifest]).exit_code == 0
@@ -253,7 +253,7 @@ def test_hashing_reports_its_progress_in_bytes(store: Path, big: Path, write_man
 
 
 def test_the_cli_prints_plain_progress_lines_off_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from reconciler import cli_progress
+    from reconciler.cli import progress as cli_progress
 
     monkeypatch.setattr(cli_progress, "PLAIN_EVERY_S", 0.0)
     shown = cli_progress.TerminalProgress()
@@ -287,7 +287,7 @@ def test_apply_reports_its_progress_a_copy_chunk_by_chunk(
 
 def test_a_long_apply_shows_progress_on_stderr_never_on_stdout(store: Path, big: Path, write_manifest: Callable[..., Path]) -> None:
     """Off a terminal the CLI prints a plain line (here every 0 s); stdout, which may carry JSON, stays clean."""
-    code = "from reconciler import cli_progress; cli_progress.PLAIN_EVERY_S = 0.0; from reconciler.console import main; main()"
+    code = "from reconciler.cli import progress as cli_progress; cli_progress.PLAIN_EVERY_S = 0.0; from reconciler.cli import main; main()"
     done = subprocess.run(
         [sys.executable, "-c", code, "apply", "--yes", str(write_manifest())], capture_output=True, text=True, timeout=300
     )

@@ -9,12 +9,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
-from reconciler.errors import ManifestError
-from reconciler.manifest import MAX_MANIFEST_BYTES, load_manifest, manifest_schema, parse_manifest
-from reconciler.patterns import explain_name
+from reconciler.base.errors import ManifestError
+from reconciler.read.manifest import MAX_MANIFEST_BYTES, load_manifest, manifest_schema, parse_manifest
+from reconciler.read.patterns import explain_name
 
 from .conftest import EXAMPLE_MANIFEST
 
@@ -221,7 +220,7 @@ YAML_TEXTS = [
 @pytest.mark.parametrize("text", YAML_TEXTS)
 def test_the_c_parser_reads_every_manifest_as_pyyaml_does(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast path (libyaml) gives the same document, positions and messages as PyYAML's own parser."""
-    from reconciler import yaml_nodes
+    from reconciler.read import yaml_nodes
 
     def outcome() -> object:
         try:

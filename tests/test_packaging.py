@@ -75,4 +75,4 @@ def test_the_wheel_installed_in_a_fresh_environment_validates_and_plans(built: t
 def test_the_sdist_carries_what_a_build_needs(built: tuple[Path, Path]) -> None:
     with tarfile.open(built[0]) as sdist:
         names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
-    assert {"pyproject.toml", "README.md", "schemas/manifest.schema.json", "reconciler/cli.py"} <= names
+    assert {"pyproject.toml", "README.md", "schemas/manifest.schema.json", "reconciler/cli/app.py"} <= names

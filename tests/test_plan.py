@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.manifest import Manifest, parse_manifest
-from reconciler.patterns import glob_match
-from reconciler.plan import Action, Change, make_plan
-from reconciler.scan import FileFacts, StoreScan
+from reconciler.decide.plan import Action, Change, make_plan
+from reconciler.read.manifest import Manifest, parse_manifest
+from reconciler.read.patterns import glob_match
+from reconciler.read.scan import FileFacts, StoreScan
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64

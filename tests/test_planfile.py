@@ -12,10 +12,10 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
-from reconciler.cli import app
-from reconciler.errors import ExitCode
-from reconciler.manifest import load_schema
-from reconciler.planfile import checksum
+from reconciler.base.errors import ExitCode
+from reconciler.cli.app import app
+from reconciler.decide.planfile import checksum
+from reconciler.read.manifest import load_schema
 
 from .conftest import tree_digest
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.scan import scan_store
-from reconciler.stores import DirectoryStore
+from reconciler.read.scan import scan_store
+from reconciler.read.stores import DirectoryStore
 
 from .reliability.in_child import in_child
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("jsonschema", "typer", "yaml", "reconciler.api", "reconciler.manifest", "aspose")
+HEAVY = ("jsonschema", "typer", "yaml", "reconciler.api.session", "reconciler.read.manifest", "aspose")
 
 PROBE = """
 import sys
@@ -25,12 +25,12 @@ def _loaded(body: str, *args: str) -> list[str]:
 
 
 def test_version_imports_nothing_heavy() -> None:
-    assert _loaded("from reconciler.console import main\nmain()", "--version") == []
+    assert _loaded("from reconciler.cli import main\nmain()", "--version") == []
 
 
 def test_importing_the_package_imports_nothing_until_a_name_is_used() -> None:
     assert _loaded("import reconciler\nassert reconciler.__version__") == []
-    assert "reconciler.api" in _loaded("from reconciler import open_session")
+    assert "reconciler.api.session" in _loaded("from reconciler import open_session")
 
 
 def test_every_exported_name_resolves() -> None:
@@ -41,19 +41,25 @@ def test_every_exported_name_resolves() -> None:
 
 
 def test_plan_json_is_compact_for_a_machine_and_indented_on_a_terminal(tmp_path: object) -> None:
-    from reconciler import render
-    from reconciler.plan import FleetPlan
+    from reconciler.decide.plan import FleetPlan
+    from reconciler.render import plans as render
 
     assert render.render_plan(FleetPlan(()), "json", render.View(on_terminal=False)).count("\n") == 0
     assert render.render_plan(FleetPlan(()), "json", render.View(on_terminal=True)).count("\n") > 0
 
 
 def test_help_imports_no_validator() -> None:
-    body = "from reconciler.console import main\ntry:\n    main()\nexcept SystemExit:\n    pass"
+    body = "from reconciler.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass"
     assert "jsonschema" not in _loaded(body, "--help")
 
 
-MUTATION = ("reconciler.apply", "reconciler.transfer", "reconciler.moves", "reconciler.recovery", "reconciler.restore")
+MUTATION = (
+    "reconciler.api.apply",
+    "reconciler.disk.transfer",
+    "reconciler.disk.moves",
+    "reconciler.disk.recovery",
+    "reconciler.api.restore",
+)
 READ_ONLY = (
     ("validate", "{manifest}"),
     ("plan", "{manifest}", "--store", "{store}", "--backend", "directory"),
@@ -65,7 +71,7 @@ READ_ONLY = (
 
 
 def _loaded_by_command(args: tuple[str, ...], watch: tuple[str, ...]) -> list[str]:
-    body = "from reconciler.console import main\ntry:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, 2, None), exc.code"
+    body = "from reconciler.cli import main\ntry:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, 2, None), exc.code"
     code = PROBE.format(body=body, heavy=watch)
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -87,14 +93,14 @@ def test_apply_imports_the_mutation_code_the_probe_watches(tmp_path: Path) -> No
     subprocess.run([sys.executable, "-m", "reconciler.demo", str(tmp_path / "demo")], check=True, capture_output=True, timeout=120)
     manifest = Path(__file__).parent.parent / "manifests" / "example.yaml"
     args = ("apply", "--yes", str(manifest), "--store", str(tmp_path / "demo" / "models"), "--backend", "directory")
-    assert set(_loaded_by_command(args, MUTATION)) >= {"reconciler.apply", "reconciler.transfer", "reconciler.moves"}
+    assert set(_loaded_by_command(args, MUTATION)) >= {"reconciler.api.apply", "reconciler.disk.transfer", "reconciler.disk.moves"}
 
 
 def test_option_values_are_still_checked_without_pydantic(tmp_path: Path) -> None:
     """cli_typer's own coercion: wrong values are refused with Typer's usual one-line reason."""
     from typer.testing import CliRunner
 
-    from reconciler.cli import app
+    from reconciler.cli.app import app
 
     runner = CliRunner()
     for args, reason in (
@@ -120,8 +126,11 @@ def test_streamed_plan_json_is_the_compact_document_byte_for_byte(tmp_path: Path
     import io
     import os
 
-    from reconciler import jsonout, open_session, planfile, render
-    from reconciler.plan import FleetPlan
+    from reconciler import open_session
+    from reconciler.base import jsonout
+    from reconciler.decide import planfile
+    from reconciler.decide.plan import FleetPlan
+    from reconciler.render import plans as render
 
     from .conftest import manifest_doc
 

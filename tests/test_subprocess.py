@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reconciler.cli import app
+from reconciler.cli.app import app
 
 from .conftest import run_cli, tree_digest
 from .test_manifest import BAD_NAMES, CASES, HEAD, _yaml_str

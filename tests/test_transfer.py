@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.catalogue import (
+from reconciler.base.errors import ApplyError, PendingRunError, UnknownRunError
+from reconciler.base.fsops import Tree
+from reconciler.base.layout import INDEX_NAME, journal_path
+from reconciler.decide.planfile import fingerprint_differences
+from reconciler.disk.catalogue import (
     BackupRun,
     Entry,
     Provenance,
@@ -23,15 +27,11 @@ from reconciler.catalogue import (
     read_run,
     write_index,
 )
-from reconciler.errors import ApplyError, PendingRunError, UnknownRunError
-from reconciler.fsops import Tree
-from reconciler.journal import Journal, pending_run, read_journal, store_lock
-from reconciler.layout import INDEX_NAME, journal_path
-from reconciler.planfile import fingerprint_differences
-from reconciler.recovery import recover
-from reconciler.retention import Retention, prune_runs
-from reconciler.scan import FileFacts, StoreScan, stat_entry
-from reconciler.transfer import Move, Op, Role, RunHeader, execute
+from reconciler.disk.journal import Journal, pending_run, read_journal, store_lock
+from reconciler.disk.recovery import recover
+from reconciler.disk.retention import Retention, prune_runs
+from reconciler.disk.transfer import Move, Op, Role, RunHeader, execute
+from reconciler.read.scan import FileFacts, StoreScan, stat_entry
 
 
 def _store(tmp_path: Path, **files: bytes) -> tuple[Path, Path]:
@@ -224,8 +224,8 @@ def _facts(name: str, size: int = 1, inode: int = 1, sha: str | None = None, tar
 
 
 def test_fingerprint_differences_name_every_kind_of_change() -> None:
-    from reconciler.manifest import ManifestRef
-    from reconciler.plan import Guards, assemble
+    from reconciler.decide.plan import Guards, assemble
+    from reconciler.read.manifest import ManifestRef
 
     was = StoreScan("/s", "directory", (_facts("a"), _facts("b"), _facts("c", sha="1" * 64), _facts("l", target="x")))
     now = StoreScan("/t", "directory", (_facts("a", size=2), _facts("c", inode=9, sha="1" * 64), _facts("l", target="y"), _facts("n")))

@@ -20,10 +20,10 @@ from typing import Any
 
 import yaml
 
+from reconciler.base.errors import ExitCode
+from reconciler.base.layout import INDEX_NAME, TEMP_PREFIX, journal_path
 from reconciler.demo import EXAMPLE_STORE, build_store, fill
-from reconciler.errors import ExitCode
-from reconciler.journal import read_journal
-from reconciler.layout import INDEX_NAME, TEMP_PREFIX, journal_path
+from reconciler.disk.journal import read_journal
 
 from ..conftest import BIN, EXAMPLE_MANIFEST
 

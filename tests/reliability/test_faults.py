@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from reconciler.base.errors import ExitCode
+from reconciler.base.layout import INDEX_NAME, lock_path
 from reconciler.demo import build_store
-from reconciler.errors import ExitCode
-from reconciler.faults import FAULT_ENV, HOLD_LOCK_ENV, LOCKED_PREFIX, RELEASE_NAME
-from reconciler.layout import INDEX_NAME, lock_path
+from reconciler.disk.faults import FAULT_ENV, HOLD_LOCK_ENV, LOCKED_PREFIX, RELEASE_NAME
 
 from .common import (
     DEMO_KEPT,

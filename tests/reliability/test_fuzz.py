@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from reconciler import ExitCode, ManifestError, ReconcilerError, load_plan, open_session, save_plan
-from reconciler.layout import lock_path
-from reconciler.manifest import parse_manifest
-from reconciler.planfile import checksum
+from reconciler.base.layout import lock_path
+from reconciler.decide.planfile import checksum
+from reconciler.read.manifest import parse_manifest
 
 from ..conftest import EXAMPLE_MANIFEST, run_cli, tree_digest
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from reconciler.errors import ExitCode
-from reconciler.layout import downloads_path
+from reconciler.base.errors import ExitCode
+from reconciler.base.layout import downloads_path
 
 from .common import Cli, journal_of
 

@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 import pytest
 
-from reconciler.errors import ExitCode
-from reconciler.journal import read_journal
-from reconciler.layout import INDEX_NAME
+from reconciler.base.errors import ExitCode
+from reconciler.base.layout import INDEX_NAME
+from reconciler.disk.journal import read_journal
 
 from .common import (
     DEMO_KEPT,

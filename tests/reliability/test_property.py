@@ -8,12 +8,11 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from reconciler import Action, Guards, open_session
-from reconciler.manifest import Manifest, parse_manifest
-from reconciler.patterns import glob_match
+from reconciler.read.manifest import Manifest, parse_manifest
+from reconciler.read.patterns import glob_match
 
 from .common import originals
 

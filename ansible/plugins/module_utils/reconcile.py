@@ -27,7 +27,7 @@ def library(module):
     """The ocr-reconcile library on the target, or a failure saying which Python lacks it."""
     try:
         import reconciler  # noqa: F401  (the package, installed with ocr-reconcile)
-        from reconciler import errors
+        from reconciler.base import errors
     except ImportError as exc:
         module.fail_json(
             msg="the ocr-reconcile library is not importable by %s (%s): install ocr-reconcile there, "
@@ -39,7 +39,7 @@ def library(module):
 
 def load(module):
     """The manifest the module was given: a file on the target, or ``manifest_content`` inline."""
-    from reconciler.manifest import load_manifest, parse_manifest
+    from reconciler.read.manifest import load_manifest, parse_manifest
 
     params = module.params
     if params.get("manifest"):
@@ -71,7 +71,7 @@ def session(module, progress=None):
 def safe(text):
     """A name or message fit for a module result: control and invisible characters, and bytes that are
     not UTF-8 (surrogates, which Ansible refuses to carry), escaped as the CLI prints them."""
-    from reconciler.render import safe as escaped
+    from reconciler.render.plans import safe as escaped
 
     return escaped(text)
 

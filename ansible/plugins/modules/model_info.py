@@ -89,7 +89,7 @@ def main():
     from ansible_collections.ocr.reconcile.plugins.module_utils.reconcile import load
 
     from reconciler import open_session
-    from reconciler.planfile import with_checksum
+    from reconciler.decide.planfile import with_checksum
 
     params = module.params
     try:
@@ -101,7 +101,7 @@ def main():
         fail(module, exc)
     from ansible_collections.ocr.reconcile.plugins.module_utils.reconcile import safe
 
-    from reconciler.jsonout import json_text
+    from reconciler.base.jsonout import json_text
 
     scan = snapshot.scan
     files = [dict(name=safe(f.name), kind=f.kind, size=f.size, engine_visible=f.engine_visible, sha256=f.sha256) for f in scan.files]

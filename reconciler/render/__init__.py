@@ -1,0 +1,1 @@
+"""Values -> text, JSON and Markdown for people and machines. Decides nothing, changes nothing."""
