@@ -50,7 +50,7 @@ def test_plan_json(runner: CliRunner, store: Path, write_manifest: Callable[...,
     assert result.exit_code == ExitCode.CHANGES
     doc = json.loads(result.stdout)
     assert_plan_schema(doc)
-    assert doc["format_version"] == "1.2"
+    assert doc["format_version"] == "1.3"
     assert doc["manifest"]["models"] == 2
     assert doc["summary"] == {
         "delete": 4,

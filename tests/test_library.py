@@ -28,6 +28,7 @@ from reconciler import (
     open_session,
 )
 from reconciler.api.apply import apply_plan
+from reconciler.base import errors as errors_module
 from reconciler.base.layout import INDEX_NAME, default_backup_root, journal_path
 from reconciler.cli.app import app
 from reconciler.decide.planfile import checksum, plan_doc
@@ -71,7 +72,7 @@ def test_the_core_never_names_a_command_line_flag() -> None:
 
 
 def test_every_error_has_an_exit_code_and_a_reason() -> None:
-    classes = [c for c in vars(reconciler.base.errors).values() if isinstance(c, type) and issubclass(c, ReconcilerError)]
+    classes = [c for c in vars(errors_module).values() if isinstance(c, type) and issubclass(c, ReconcilerError)]
     assert len(classes) >= 15
     for cls in classes:
         assert isinstance(cls.exit_code, ExitCode) and re.fullmatch(r"[a-z_]+", cls.reason), cls

@@ -38,9 +38,9 @@ def test_saved_plan_records_provenance_and_fingerprints(
 ) -> None:
     manifest = write_manifest()
     doc = save(runner, manifest, tmp_path / "plan.json")
-    assert doc["kind"] == "saved-plan" and doc["format_version"] == "1.2" and doc["tool_version"]
+    assert doc["kind"] == "saved-plan" and doc["format_version"] == "1.3" and doc["tool_version"]
     assert doc["manifest"]["path"] == str(manifest)
-    assert doc["store"] == {"path": str(store), "backend": "directory", "engine": None}
+    assert doc["store"] == {"path": str(store), "backend": "directory", "engine": None, "inode": store.stat().st_ino}
     files = {c["name"]: c["before"] for c in doc["changes"] if c["before"]}
     assert set(files) == set(tree_digest(store)) - {"old"}
     phi = files["phi-2.Q4_K_M.gguf"]

@@ -18,7 +18,6 @@ from ..disk.catalogue import Entry, Provenance, new_run_id
 from ..disk.journal import StoreLock
 from ..disk.retention import Retention
 from ..disk.transfer import Move, Op, Role, RunHeader, execute
-from ..read.manifest import Manifest
 from .install import InstallResult, install_models
 
 
@@ -49,13 +48,11 @@ def apply_plan(
     backup_root: Path,
     retention: Retention,
     lock: StoreLock,
-    run_id: str | None = None,
     progress: Progress | None = None,
-    manifest: Manifest | None = None,
 ) -> ApplyResult:
     """Move the plan's ``delete`` entries (and the files a ``replace`` supersedes) into
-    ``backup_root/<run id>/`` and prune old runs; then install the plan's models from their sources
-    (``manifest`` gives their pins and the download settings).
+    ``backup_root/<run id>/`` and prune old runs; then install the plan's models from their sources.
+    The plan is all it reads: each install's source, pin and size, and the download settings.
 
     Refuses a plan that cannot converge or breaks a guard. Raises ApplyError if the run had to stop;
     the index then lists exactly what moved, and everything else is untouched in the store.
@@ -64,7 +61,7 @@ def apply_plan(
     refuse_unapplicable(plan, backup_root)
     if not plan.has_changes:
         return ApplyResult(run_id=None, run_dir=None)
-    run_id = run_id or new_run_id()
+    run_id = new_run_id()
     run_dir = backup_root / run_id
     root = Path(plan.scan.root)
     moves = []
@@ -84,19 +81,19 @@ def apply_plan(
         max_age_s=retention.max_age_s,
     )
     if not moves:  # only installs
-        return ApplyResult(None, None, install=_install(plan, manifest, lock, progress, ()))
+        return ApplyResult(None, None, install=_install(plan, lock, progress, ()))
     outcome = execute(header, lock, progress)
     if outcome.error:
         raise ApplyError(outcome.error)
-    installed = _install(plan, manifest, lock, progress, {name for name, _ in outcome.skipped})
+    installed = _install(plan, lock, progress, {name for name, _ in outcome.skipped})
     if not outcome.moved:
         return ApplyResult(None, None, (), outcome.skipped, install=installed)
     return ApplyResult(run_id, run_dir, outcome.moved, outcome.skipped, outcome.pruned, installed)
 
 
-def _install(plan: Plan, manifest: Manifest | None, lock: StoreLock, progress: Progress | None, held: Collection[str]) -> InstallResult:
+def _install(plan: Plan, lock: StoreLock, progress: Progress | None, held: Collection[str]) -> InstallResult:
     """The plan's installs, but not a replacement whose old file could not be moved aside (``held``)."""
-    if manifest is None or not plan.installs:
+    if not plan.installs:
         return InstallResult()
     todo = replace_plan(plan, changes=tuple(c for c in plan.changes if c.name not in held or c.action is not Action.REPLACE))
-    return install_models(todo, manifest, lock, progress)
+    return install_models(todo, lock, progress)

@@ -20,12 +20,11 @@ from dataclasses import dataclass, replace
 from ..base.errors import ApplyError, InstallError
 from ..base.layout import downloads_path
 from ..base.progress import Progress, Silent
-from ..decide.plan import Plan
+from ..decide.plan import Change, Plan
 from ..disk.catalogue import Entry, Provenance, new_run_id, open_backup_root
 from ..disk.journal import StoreLock
 from ..disk.moves import Move, Op, Role, RunHeader
 from ..disk.transfer import execute
-from ..read.manifest import Manifest
 from ..read.scan import stat_entry
 from .fetch import VERIFIED, Budget, Wanted, fetch
 
@@ -44,10 +43,11 @@ class InstallResult:
         return sum(e.size for e in self.installed)
 
 
-def install_models(plan: Plan, manifest: Manifest, lock: StoreLock, progress: Progress | None = None) -> InstallResult:
-    """Download, verify and move in the plan's installs (after its moves). Raises ApplyError if the
+def install_models(plan: Plan, lock: StoreLock, progress: Progress | None = None) -> InstallResult:
+    """Download, verify and move in the plan's installs (after its moves), with what the plan carries:
+    each change's source, pin and size, and the plan's download settings. Raises ApplyError if the
     install run had to stop; a model that cannot be fetched is reported in ``failed``."""
-    wanted = [_wanted(manifest, c.name, c.source) for c in plan.installs if c.source is not None]
+    wanted = [_wanted(c) for c in plan.installs]
     if not wanted:
         return InstallResult()
     lock.check(plan.scan.root)
@@ -55,7 +55,7 @@ def install_models(plan: Plan, manifest: Manifest, lock: StoreLock, progress: Pr
     folder = downloads_path(root)
     shown = progress or Silent()
     with open_backup_root(folder, "downloads folder") as downloads:
-        budget = Budget(manifest.max_install_bytes, downloads.fd)
+        budget = Budget(plan.guards.max_install_bytes, downloads.fd)
         told, stopping = threading.Lock(), threading.Event()
         shown.begin(f"downloading {len(wanted)} model{'s' if len(wanted) != 1 else ''}", sum(w.size or 0 for w in wanted))
         parts = {want.name: shown.part(want.name, want.size or 0) for want in wanted}  # one bar each, under the total
@@ -68,14 +68,14 @@ def install_models(plan: Plan, manifest: Manifest, lock: StoreLock, progress: Pr
                     parts[want.name].advance(done)
 
             try:
-                fetch(want, downloads, manifest.sources, budget, advance)
+                fetch(want, downloads, plan.sources, budget, advance)
             except InstallError as exc:
                 return exc.problem
             except OSError as exc:
                 return f"{exc.strerror or exc} in {folder}"
             return ""
 
-        with ThreadPoolExecutor(max_workers=max(1, min(manifest.sources.parallel, len(wanted)))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(plan.sources.parallel, len(wanted)))) as pool:
             futures = [pool.submit(one, want) for want in wanted]
             try:
                 problems = [future.result() for future in futures]
@@ -112,7 +112,7 @@ def install_models(plan: Plan, manifest: Manifest, lock: StoreLock, progress: Pr
     return InstallResult(outcome.moved, outcome.skipped, failed)
 
 
-def _wanted(manifest: Manifest, name: str, source: str) -> Wanted:
-    spec = manifest.declared[name]
-    assert spec.sha256 is not None  # a source always has a pin (the manifest refuses one without)
-    return Wanted(name, source, spec.sha256, spec.size)
+def _wanted(change: Change) -> Wanted:
+    # a source always has a pin (the manifest refuses one without), and make_plan records both
+    assert change.source is not None and change.pin is not None, f"install of {change.name!r} without a source and pin"
+    return Wanted(change.name, change.source, change.pin, change.download)

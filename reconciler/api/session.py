@@ -2,14 +2,12 @@
 
 Every front end (the CLI, the Ansible modules) goes through this module and holds no workflow of its
 own: a session opens the store once (the engine only when a scan needs it), always frees it on exit,
-and every mutating call runs under the store lock, taking it itself unless the caller passes the
-:class:`Held` lock it already took with :meth:`Session.lock`. Errors are :mod:`~.errors` classes
-carrying structured data; nothing here prints or names a command-line flag.
-
-Example (``reconciler/__init__.py`` has a longer one)::
+and every change runs under the store lock, through the one apply sequence :meth:`Session.converge`
+(or under the :class:`Held` lock a caller took with :meth:`Session.lock`). Errors are :mod:`~.errors`
+classes carrying structured data; nothing here prints or names a command-line flag. For example::
 
     with open_session(manifest="manifests/example.yaml", store="/srv/models") as session:
-        result = session.apply(session.plan())    # locks, re-checks the plan against the store, moves
+        done = session.converge(confirm=lambda proposal: True)   # lock, recover, plan, check, apply
 """
 
 from __future__ import annotations
@@ -17,37 +15,31 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..base.errors import BackupError, ManifestError, RelativeStoreError, StalePlanError, StoreNotFound, UsageError
+from ..base.errors import BackupError, RelativeStoreError, StalePlanError, StoreNotFound, UsageError
 from ..base.layout import check_backup_root, default_backup_root
 from ..base.progress import Progress
-from ..decide.plan import FleetPlan, Guards, Plan, guards_for, make_plan, refuse_unapplicable
-from ..decide.planfile import SavedPlan, Snapshot, fingerprint_differences, iso_time, load_snapshot
+from ..decide.plan import Guards, Plan, guards_for, make_plan, refuse_unapplicable
+from ..decide.planfile import SavedPlan, Snapshot, iso_time
 from ..disk.catalogue import BackupRun, Status, StoreId, find_run, list_runs, open_backup_root
-from ..disk.journal import Pending, StoreLock, pending_run, store_lock
+from ..disk.journal import Pending, pending_run, store_lock
 from ..disk.retention import Retention, deletable, delete_runs, surplus_runs
 from ..read.hashcache import HashCache
-from ..read.manifest import Manifest, ManifestRef, load_manifest
+from ..read.manifest import Manifest, load_manifest
 from ..read.scan import Everything, StoreScan, mutable_root, resolve_root, scan_store
 from ..read.stores import ModelStore, engine_default_path, open_store
+from .freshness import check_fresh, load_unchanged, manifest_of, same_folder
+from .outcomes import Converged, Held, Proposal
 
 if TYPE_CHECKING:  # the mutation modules are imported by the calls that mutate, so reading stays light
     from ..disk.recovery import Abandoned, Recovery
     from .apply import ApplyResult
     from .restore import RestorePlan, RestoreResult
-
-
-@dataclass(frozen=True)
-class Held:
-    """The store lock, held for a ``with session.lock():`` block, and what recovery did on taking it."""
-
-    lock: StoreLock
-    recovery: Recovery | None
 
 
 class Session:
@@ -152,7 +144,7 @@ class Session:
         manifest = manifest_of(saved)
         scan = scan_store(self._store(), manifest.pinned, self._cache(), self.progress)
         fresh = make_plan(manifest, scan, guards_for(manifest, max_delete, allow_empty))
-        _check_fresh(saved.plan, fresh, same_backend)
+        check_fresh(saved.plan, fresh, same_backend)
         return fresh
 
     def backups(self) -> list[BackupRun]:
@@ -191,8 +183,8 @@ class Session:
         from ..disk.recovery import recover
 
         root = store_root or mutable_root(self._given_root())
-        if self.saved is not None and self.pending(root) is None:
-            self.verify(self.saved)  # a stale or foreign saved plan creates no lock file beside its store
+        if self.saved is not None and self.pending(root) is None and not same_folder(self.saved, root):
+            self.verify(self.saved)  # a saved plan for another folder (or older than format 1.3) is checked before any lock file
         with store_lock(root, self.lock_timeout, command) as lock:
             waiting = self.pending(root) is not None
             yield Held(lock, recover(root, lock, self.backup_root(root)) if waiting else None)
@@ -219,16 +211,74 @@ class Session:
 
     def check_applicable(self, plan: Plan) -> Path:
         """Raise if ``plan`` must not be applied (cannot converge, guards, backup folder); return the
-        backup folder it would use. Call it before asking for confirmation."""
+        backup folder it would use. :meth:`converge` calls it; call it yourself only around :meth:`apply`."""
         backup_root = self.backup_root(plan.scan.root)
         refuse_unapplicable(plan, backup_root)
         return backup_root
+
+    def converge(
+        self,
+        confirm: Callable[[Proposal], bool] | None = None,
+        *,
+        show: Callable[[Proposal], object] | None = None,
+        recovered: Callable[[Recovery], object] | None = None,
+        check: bool = False,
+        reviewed: Plan | None = None,
+        max_delete: int | None = None,
+        allow_empty: bool = False,
+    ) -> Converged:
+        """The one apply sequence every front end uses: lock -> recover -> plan once, under the lock ->
+        freshness -> applicability -> confirm -> apply.
+
+        ``recovered`` hears at once what finishing an interrupted run did (planning may still refuse).
+        ``show`` sees the proposal as soon as the plan is made (before a refusal is raised, so a front end
+        can print or report the plan it refuses); ``confirm`` is asked only when there is something to do
+        and it may be done (None: yes). ``reviewed``: a plan made earlier (say, before a review); the fresh
+        plan must equal it (StalePlanError names every difference). In a session opened on a saved plan,
+        the fresh plan is checked against that. ``check``: read-only (Ansible's check mode): no lock, no
+        recovery (``Proposal.pending`` says what a real run would finish first), the hash cache unwritten
+        when the session was opened so, and nothing applied. Refusals raise :mod:`~.errors` classes.
+        """
+        if check:
+            return self._converge(None, self.pending(), confirm, show, reviewed, max_delete, allow_empty)
+        with self.lock() as held:
+            if held.recovery is not None and recovered is not None:
+                recovered(held.recovery)
+            return self._converge(held, None, confirm, show, reviewed, max_delete, allow_empty)
+
+    def _converge(
+        self,
+        held: Held | None,
+        pending: Pending | None,
+        confirm: Callable[[Proposal], bool] | None,
+        show: Callable[[Proposal], object] | None,
+        reviewed: Plan | None,
+        max_delete: int | None,
+        allow_empty: bool,
+    ) -> Converged:
+        from .apply import apply_plan
+
+        if reviewed is not None:
+            self._manifest_for(reviewed)
+            plan = make_plan(self._need_manifest(), self.scan(), reviewed.guards)
+            check_fresh(reviewed, plan, same_backend=True, subject="plan")
+        else:
+            plan = self.plan(max_delete, allow_empty)  # a saved plan's session: verified against it, once
+        backup_root = self.backup_root(plan.scan.root)
+        pruning = tuple(self.would_prune(plan))
+        proposal = Proposal(plan, held.recovery if held else None, pending, backup_root, pruning, self.retention(), held is None)
+        if show is not None:
+            show(proposal)
+        refuse_unapplicable(plan, backup_root)
+        if held is None or not plan.has_changes or (confirm is not None and not confirm(proposal)):
+            return Converged(proposal, None)
+        return Converged(proposal, apply_plan(plan, backup_root, proposal.retention, held.lock, self.progress))
 
     def _manifest_for(self, plan: Plan) -> Manifest:
         """The manifest ``plan`` was made from: the session's (UsageError if it is another one), or,
         for a session opened without one, the plan's own file (StalePlanError if edited since)."""
         if self.manifest is None:
-            self.manifest = _load_unchanged(plan.manifest)
+            self.manifest = load_unchanged(plan.manifest)
             if self._backend_given is None and self._opened is None:
                 self._backend = self.manifest.backend
         elif self.manifest.sha256 != plan.manifest.sha256:
@@ -239,23 +289,17 @@ class Session:
         return self.manifest
 
     def apply(self, plan: Plan, held: Held | None = None) -> ApplyResult:
-        """Move the plan's unmanaged files to a new backup run. Without ``held``, takes the lock,
-        re-plans, and applies the fresh plan only if it equals ``plan`` (StalePlanError if not): so a
-        plan read back from a file, or made before the lock was taken, can be passed safely."""
-        from .apply import apply_plan
+        """Apply ``plan``. Without ``held``: :meth:`converge` with ``reviewed=plan`` (locks, re-plans once
+        under the lock, applies only if the fresh plan equals ``plan``). With the ``held`` lock, ``plan``
+        must be a live plan made under it (:meth:`plan` in the ``with session.lock()`` block)."""
+        from .apply import ApplyResult, apply_plan
 
-        manifest = self._manifest_for(plan)
-        keep = self.retention()
         if held is None:
-            if self.pending() is None:  # checked before the lock, so that a plan for another store creates no lock file there
-                _check_fresh(plan, make_plan(manifest, self.scan(), plan.guards), same_backend=True, subject="plan")
-            with self.lock() as taken:
-                fresh = make_plan(manifest, self.scan(), plan.guards)
-                _check_fresh(plan, fresh, same_backend=True, subject="plan")
-                return apply_plan(fresh, self.check_applicable(fresh), keep, taken.lock, None, self.progress, manifest)
+            return self.converge(reviewed=plan).result or ApplyResult(None, None)
+        self._manifest_for(plan)
         if not plan.scan.live:
             raise UsageError("this plan was read from a document; apply the fresh plan Session.plan() or verify() returns")
-        return apply_plan(plan, self.check_applicable(plan), keep, held.lock, None, self.progress, manifest)
+        return apply_plan(plan, self.check_applicable(plan), self.retention(), held.lock, self.progress)
 
     def retention(self) -> Retention:
         """The manifest's backup retention (``backup.keep``, ``backup.max_age``)."""
@@ -349,52 +393,3 @@ def open_session(
 
 def _path(given: str | os.PathLike[str] | None) -> Path | None:
     return Path(given).expanduser() if given is not None else None  # "~" as in the manifest's paths
-
-
-def manifest_of(saved: SavedPlan) -> Manifest:
-    """The manifest a saved plan was made from; StalePlanError if it is gone, invalid or edited."""
-    return _load_unchanged(saved.plan.manifest)
-
-
-def _load_unchanged(ref: ManifestRef) -> Manifest:
-    try:
-        manifest = load_manifest(ref.path)
-    except ManifestError:
-        raise StalePlanError([f"manifest {ref.path} is missing or no longer valid"]) from None
-    if manifest.sha256 != ref.sha256:
-        raise StalePlanError([f"manifest edited: {ref.path} (sha256 {ref.sha256[:12]}… -> {manifest.sha256[:12]}…)"])
-    return manifest
-
-
-def _check_fresh(was: Plan, fresh: Plan, same_backend: bool, subject: str = "saved plan") -> None:
-    """Refuse ``was`` when the store changed, or when re-planning would not give the same plan."""
-    differences = fingerprint_differences(was, fresh.scan)
-    if same_backend and was.scan.backend != fresh.scan.backend:
-        differences.append(f"backend changed: {was.scan.backend} -> {fresh.scan.backend}")
-    if not differences and [(c.name, c.action) for c in was.changes] != [(c.name, c.action) for c in fresh.changes]:
-        differences.append("re-planning gives a different plan (another ocr-reconcile version?); make the plan again")
-    gone = {f.name for f in was.scan.files} - {f.name for f in fresh.scan.files}
-    if differences and not fresh.has_changes and gone == {c.name for c in was.to_delete}:
-        differences = ["it was applied already: every file it moves is gone from the store, and nothing is left to do"]
-    if differences:
-        raise StalePlanError(differences, subject)
-
-
-def plan_fleet(
-    manifest: Manifest | str | os.PathLike[str],
-    snapshots: Sequence[str | os.PathLike[str]],
-    max_delete: int | None = None,
-    allow_empty: bool = False,
-) -> FleetPlan:
-    """One plan per snapshot file (no store is read): the fleet-wide plan for a pull request.
-    ``max_delete`` applies on top of the manifest's limit (the stricter wins)."""
-    loaded = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
-    guards = guards_for(loaded, max_delete, allow_empty)
-    scans, seen = [], dict[str | None, str]()
-    for path in dict.fromkeys(os.fspath(p) for p in snapshots):  # a file given twice counts once
-        scan = load_snapshot(path).scan
-        if scan.host in seen:
-            raise UsageError(f"snapshots {seen[scan.host]} and {path} are both of host {scan.host!r}; a fleet plan has one per host")
-        seen[scan.host] = path
-        scans.append(scan)
-    return FleetPlan(tuple(make_plan(loaded, scan, guards) for scan in scans))

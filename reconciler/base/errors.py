@@ -10,11 +10,36 @@ exceptions outside this hierarchy from the core: front ends treat them as intern
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import IntEnum
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+from typing import ClassVar
 
-if TYPE_CHECKING:
-    from ..decide.plan import Violation
+
+class Guard(str, Enum):
+    """Which guard a :class:`Violation` breaks (stable names, for machines and front-end hints)."""
+
+    MAX_DELETE = "max_delete"
+    MAX_DELETE_BYTES = "max_delete_bytes"
+    EMPTY_MANIFEST = "empty_manifest"
+    WHOLE_STORE = "whole_store"
+    MAX_INSTALL_BYTES = "max_install_bytes"
+    FREE_SPACE = "free_space"
+
+    @property
+    def lifted_by_allow_empty(self) -> bool:
+        return self in (Guard.EMPTY_MANIFEST, Guard.WHOLE_STORE)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken guard. ``message`` says what would happen; it names no flag (front ends add how to
+    lift it, from ``guard``)."""
+
+    guard: Guard
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class ExitCode(IntEnum):

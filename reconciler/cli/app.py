@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from ..api.session import plan_fleet
+from ..api.freshness import plan_fleet
+from ..api.outcomes import Proposal
 from ..base.errors import ExitCode, ManifestError, ReconcilerError, StalePlanError, UsageError
 from ..base.version import __version__
 from ..decide.plan import FleetPlan, Plan
@@ -21,6 +22,7 @@ from ..disk.catalogue import BackupRun
 from ..read.manifest import load_manifest
 from ..render import check as render_check, plans as render, runs as render_runs
 from .backups import backups_app
+from .restore import recover_, restore
 from .support import (
     SETTINGS,
     AllowEmptyOpt,
@@ -195,28 +197,30 @@ def apply(
         if source.suffix == ".json" and (store or backend):
             raise UsageError("a saved plan is applied to the store it was made for: --store and --backend go with plan")
         saved = load_plan(source) if source.suffix == ".json" else None
-        with (
-            open_store_session(
-                None if saved else source, store, backend, license_file, backup_dir=backup_dir, lock_timeout=lock_timeout, saved=saved
-            ) as session,
-            session.lock() as held,
-        ):
-            say_recovery(held)
-            result = session.plan(max_delete, allow_empty)  # for a saved plan: verified against the store
-            typer.echo(render.plan_text(result, view(show_unchanged)), color=colour())
-            backup_root = session.check_applicable(result)
-            if not result.has_changes:
-                raise typer.Exit(ExitCode.OK)
-            pruning = session.would_prune(result)
-            if pruning:
-                typer.echo(render_runs.after_apply_text(pruning, session.retention()))
+
+        def show(proposal: Proposal) -> None:
+            typer.echo(render.plan_text(proposal.plan, view(show_unchanged)), color=colour())
+
+        def ask(proposal: Proposal) -> bool:
+            if proposal.pruning:
+                typer.echo(render_runs.after_apply_text(list(proposal.pruning), proposal.retention))
             # a saved plan is what was reviewed; the runs retention deletes are not in it, so they are asked about
-            confirm(render_runs.apply_question(result, backup_root, pruning), yes or (saved is not None and not pruning))
-            outcome = session.apply(result, held)
+            question = render_runs.apply_question(proposal.plan, proposal.backup_root, list(proposal.pruning))
+            confirm(question, yes or (saved is not None and not proposal.pruning))
+            return True
+
+        given = None if saved else source
+        with open_store_session(
+            given, store, backend, license_file, backup_dir=backup_dir, lock_timeout=lock_timeout, saved=saved
+        ) as session:
+            done = session.converge(ask, show=show, recovered=say_recovery, max_delete=max_delete, allow_empty=allow_empty)
+        outcome, result = done.result, done.plan
+        if outcome is None:
+            raise typer.Exit(ExitCode.OK)
         undo_store = store or (result.scan.root if saved else None)
         undo = f" -m {result.manifest.source}" + (f" --store {undo_store}" if undo_store else "")
-        undo += f" --backup-dir {backup_root}" if backup_dir else ""
-        sizes = {r.run_id: r.size for r in pruning}
+        undo += f" --backup-dir {done.proposal.backup_root}" if backup_dir else ""
+        sizes = {r.run_id: r.size for r in done.proposal.pruning}
         typer.echo(render_runs.apply_text(outcome, undo, SETTINGS.quiet, sizes))
         for name, why in outcome.install.failed:
             typer.echo(f"error: cannot install {render.safe(name)}: {render.safe(why)}", err=True)
@@ -326,69 +330,8 @@ def list_(
         typer.echo(render.render_list(scan, session.manifest, fmt), nl=fmt != "markdown")
 
 
-@app.command()
-def restore(
-    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Backup run id (or a unique prefix).", show_default=False)],
-    names: Annotated[
-        list[str] | None, typer.Argument(metavar="NAME", help="Names to restore (default: the whole run).", show_default=False)
-    ] = None,
-    manifest: ManifestOpt = None,
-    store: StoreOpt = None,
-    backup_dir: BackupDirOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Move a different file in the way to a new backup run, then restore.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be restored; change nothing.")] = False,
-    lock_timeout: LockTimeoutOpt = 0.0,
-) -> None:
-    """Put backed-up files back into the store; never overwrites a different file unless --force."""
-    with errors(), open_store_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
-        target = session.restore_target(session.find_run(run_id))
-        if dry_run:
-            report_pending(session, target)  # a dry run does not recover: an interrupted run can change its answer
-            typer.echo(render_runs.restore_plan_text(session.plan_restore(run_id, names or [], force)))
-            return
-        with session.lock("restore", target) as held:
-            say_recovery(held)
-            planned = session.plan_restore(run_id, names or [], force)
-            result = session.restore(planned, held)
-        typer.echo(render_runs.restore_text(planned.run.run_id, result))
-    raise typer.Exit(ExitCode.CHANGES if result.skipped else ExitCode.OK)
-
-
-@app.command("recover")
-def recover_(
-    manifest: ManifestOpt = None,
-    store: StoreOpt = None,
-    backup_dir: BackupDirOpt = None,
-    abandon: Annotated[
-        bool,
-        typer.Option(
-            "--abandon",
-            help="For a journal that cannot be read: move nothing, record where each file is, keep the journal "
-            "under a new name, and release the store.",
-        ),
-    ] = False,
-    lock_timeout: LockTimeoutOpt = 0.0,
-) -> None:
-    """Finish a run that a crash interrupted (apply and restore do this first by themselves)."""
-    with errors(), open_store_session(manifest, store, backup_dir=backup_dir, lock_timeout=lock_timeout) as session:
-        if abandon:
-            gone = session.abandon()
-            typer.echo(render_runs.abandoned_text(gone) if gone else f"Nothing to abandon on {session.store_root()}.")
-            return
-        result = session.recover()
-        if result is not None:
-            typer.echo(render_runs.recovery_text(result))
-            return
-        orphans = session.unfinished()
-        if orphans:
-            ids = ", ".join(r.run_id for r in orphans)
-            raise ReconcilerError(
-                f"no journal to finish, but unfinished backup runs of this store exist ({ids}); "
-                "ocr-reconcile recover --abandon makes them restorable"
-            )
-        typer.echo(f"Nothing to recover on {session.store_root()}.")
-
-
+app.command()(restore)
+app.command("recover")(recover_)
 app.add_typer(backups_app, name="backups")
 
 

@@ -17,13 +17,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer._click.core import ParameterSource
 from typer.core import TyperGroup
 
-from ..api.session import Held, Session, open_session
+from ..api.session import Session, open_session
 from ..base.errors import (
     ConfirmationRefused,
     ExitCode,
@@ -48,6 +48,9 @@ from . import adapt as cli_typer  # noqa: F401  (cli_typer: Typer adapted on imp
 from .progress import TerminalProgress
 
 log = logging.getLogger("reconciler")
+
+if TYPE_CHECKING:
+    from ..disk.recovery import Recovery
 
 
 class Group(TyperGroup):
@@ -237,9 +240,10 @@ def report_pending(session: Session, root: str | None = None) -> None:
         )
 
 
-def say_recovery(held: Held) -> None:
-    if held.recovery is not None:
-        typer.echo(render_runs.recovery_text(held.recovery), err=True)
+def say_recovery(recovery: Recovery | None) -> None:
+    """Tell what finishing an interrupted run did, on stderr (before the plan)."""
+    if recovery is not None:
+        typer.echo(render_runs.recovery_text(recovery), err=True)
 
 
 def output_format(fmt: str, as_json: bool, formats: tuple[str, ...] = render.FORMATS) -> str:

@@ -16,12 +16,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
-from ..base.errors import CannotConvergeError, ExitCode, GuardError
+from ..base.errors import CannotConvergeError, ExitCode, Guard, GuardError, Violation
 from ..base.layout import check_backup_root, is_control_name
 from ..read.manifest import Manifest, ManifestRef, fold
 from ..read.patterns import base_match, glob_match
 from ..read.scan import FileFacts, StoreScan
-from ..read.sources import shown
+from ..read.sources import SourceSettings, shown
 
 
 class _Props(NamedTuple):
@@ -82,7 +82,8 @@ _PROPS = {
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """The decision for one name. ``before`` is the scanned entry (None when absent)."""
+    """The decision for one name. ``before`` is the scanned entry (None when absent). An install or a
+    replace carries everything apply needs to fetch it: ``source``, ``pin`` and ``download``."""
 
     name: str
     action: Action
@@ -90,6 +91,7 @@ class Change:
     before: FileFacts | None = None
     source: str | None = None  # install, replace: where the bytes come from
     download: int | None = None  # install, replace: bytes to fetch when known (the manifest's size)
+    pin: str | None = None  # install, replace: the sha256 the download must have
 
     @property
     def size(self) -> int:
@@ -105,33 +107,6 @@ class Guards:
     max_delete_bytes: int | None = None
     allow_empty: bool = False
     max_install_bytes: int | None = None
-
-
-class Guard(str, Enum):
-    """Which guard a :class:`Violation` breaks (stable names, for machines and front-end hints)."""
-
-    MAX_DELETE = "max_delete"
-    MAX_DELETE_BYTES = "max_delete_bytes"
-    EMPTY_MANIFEST = "empty_manifest"
-    WHOLE_STORE = "whole_store"
-    MAX_INSTALL_BYTES = "max_install_bytes"
-    FREE_SPACE = "free_space"
-
-    @property
-    def lifted_by_allow_empty(self) -> bool:
-        return self in (Guard.EMPTY_MANIFEST, Guard.WHOLE_STORE)
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One broken guard. ``message`` says what would happen; it names no flag (front ends add how to
-    lift it, from ``guard``)."""
-
-    guard: Guard
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def violations_of(guards: Guards, moving: int, moving_bytes: int, total: int, declared: int) -> tuple[Violation, ...]:
@@ -178,6 +153,9 @@ class Plan:
     ``scan`` is kept so a plan can be rendered and checked against the store later; do not use it
     to make new decisions at apply time. A plan read back from a saved file (``planfile``) is a
     Plan too: render it, compare it, but apply only a fresh one.
+
+    A plan is all that apply reads (Terraform's rule): its installs carry their source, pin and size,
+    and ``sources`` the download settings (timeout, retries, parallel downloads) they run with.
     """
 
     manifest: ManifestRef
@@ -185,6 +163,7 @@ class Plan:
     changes: tuple[Change, ...]
     guards: Guards = Guards()
     violations: tuple[Violation, ...] = ()
+    sources: SourceSettings = field(default_factory=SourceSettings)
 
     def of(self, action: Action) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action is action)
@@ -318,18 +297,20 @@ def make_plan(manifest: Manifest, scan: StoreScan, guards: Guards | None = None)
         else:
             size = f" ({spec.size:,} bytes)" if spec.size is not None else ""
             changes.append(_fetching(manifest, Change(spec.name, Action.INSTALL, f"absent: to install from {shown(spec.source)}{size}")))
-    return assemble(manifest.ref, scan, changes, guards or guards_for(manifest))
+    return assemble(manifest.ref, scan, changes, guards or guards_for(manifest), manifest.sources)
 
 
 def _fetching(manifest: Manifest, change: Change) -> Change:
-    """``change`` with its source and download size, when it is an install or a replace."""
+    """``change`` with its source, download size and pin, when it is an install or a replace."""
     if change.action not in (Action.INSTALL, Action.REPLACE):
         return change
     spec = manifest.declared[change.name]
-    return Change(change.name, change.action, change.reason, change.before, spec.source, spec.size)
+    return Change(change.name, change.action, change.reason, change.before, spec.source, spec.size, spec.sha256)
 
 
-def assemble(manifest: ManifestRef, scan: StoreScan, changes: Iterable[Change], guards: Guards) -> Plan:
+def assemble(
+    manifest: ManifestRef, scan: StoreScan, changes: Iterable[Change], guards: Guards, sources: SourceSettings | None = None
+) -> Plan:
     """A Plan from its decisions, sorted by name, with its guard violations computed."""
     ordered = tuple(sorted(changes, key=lambda c: c.name))
     moving = [c for c in ordered if c.action is Action.DELETE]
@@ -341,7 +322,7 @@ def assemble(manifest: ManifestRef, scan: StoreScan, changes: Iterable[Change], 
     if scan.free_bytes is not None and fetching > scan.free_bytes:
         short = f"{fetching} bytes would be downloaded, but the store's filesystem has {scan.free_bytes} free"
         violations += (Violation(Guard.FREE_SPACE, short),)
-    return Plan(manifest=manifest, scan=scan, changes=ordered, guards=guards, violations=violations)
+    return Plan(manifest=manifest, scan=scan, changes=ordered, guards=guards, violations=violations, sources=sources or SourceSettings())
 
 
 def refuse_unapplicable(plan: Plan, backup_root: Path) -> None:

@@ -25,10 +25,10 @@ from ..base.jsonout import Lazy, json_text
 from ..base.version import __version__
 from ..read.manifest import ManifestRef, load_schema
 from ..read.scan import FileFacts, StoreScan
-from ..read.sources import shown
+from ..read.sources import SourceSettings, shown
 from .plan import Action, Change, FleetPlan, Guards, Plan, assemble
 
-PLAN_FORMAT_VERSION = "1.2"
+PLAN_FORMAT_VERSION = "1.3"
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 SUPPORTED_MAJOR = "1"
 PLAN_SCHEMA = "plan.schema.json"
@@ -60,7 +60,7 @@ def store_doc(scan: StoreScan) -> dict[str, Any]:
     engine = None
     if scan.engine_listed is not None:
         engine = {"licensed": scan.engine_licensed, "listed": scan.engine_listed, "hid_files": scan.engine_hidden > 0}
-    return {"path": scan.root, "backend": scan.backend, "engine": engine}
+    return {"path": scan.root, "backend": scan.backend, "engine": engine, "inode": scan.root_inode}
 
 
 def plan_doc(plan: Plan, lazy: bool = False) -> dict[str, Any]:
@@ -95,19 +95,21 @@ def plan_doc(plan: Plan, lazy: bool = False) -> dict[str, Any]:
             "violation_details": [{"guard": v.guard.value, "message": v.message} for v in plan.violations],
         },
         "changes": (Lazy if lazy else list)(map(_change_doc, plan.changes)),
+        "sources": _sources_doc(plan.sources),
         "warnings": list(plan.scan.warnings),
     }
 
 
-def _fetch(change: dict[str, Any]) -> tuple[str | None, int | None]:
-    return change.get("source"), change.get("download")
+def _sources_doc(s: SourceSettings) -> dict[str, Any]:
+    mirror = shown(s.mirror) if s.mirror is not None else None
+    return {"mirror": mirror, "timeout_s": s.timeout_s, "retries": s.retries, "parallel": s.parallel, "on_mismatch": s.on_mismatch}
 
 
 def _change_doc(c: Change) -> dict[str, Any]:
     doc: dict[str, Any] = {"name": c.name, "actions": [c.action.value], "reason": c.reason}
     doc["before"] = facts_doc(c.before) if c.before is not None else None
     if c.source is not None:
-        doc |= {"source": shown(c.source), "download": c.download}
+        doc |= {"source": shown(c.source), "download": c.download, "pin": c.pin}
     return doc
 
 
@@ -167,6 +169,7 @@ def _scan(store: dict[str, Any], files: tuple[FileFacts, ...], warnings: list[st
         warnings=tuple(warnings),
         host=host,
         live=False,
+        root_inode=store.get("inode"),  # format 1.3
     )
 
 
@@ -180,6 +183,7 @@ def plan_from_doc(doc: dict[str, Any]) -> Plan:
             _facts(c["name"], c["before"]) if c["before"] else None,
             c.get("source"),
             c.get("download"),
+            c.get("pin"),  # format 1.3
         )
         for c in doc["changes"]
     ]
@@ -195,7 +199,15 @@ def plan_from_doc(doc: dict[str, Any]) -> Plan:
         _scan(doc["store"], files, doc["warnings"], doc["host"]),
         changes,
         Guards(g["max_delete"], g["max_delete_bytes"], g["allow_empty"], g.get("max_install_bytes")),
+        _sources(doc.get("sources")),
     )
+
+
+def _sources(data: dict[str, Any] | None) -> SourceSettings:
+    """The download settings a document records (format 1.3); the defaults for older ones."""
+    if data is None:
+        return SourceSettings()
+    return SourceSettings(data["mirror"], data["timeout_s"], data["retries"], data["parallel"], data["on_mismatch"])
 
 
 @dataclass(frozen=True)
@@ -231,6 +243,11 @@ class Snapshot:
     def to_doc(self) -> dict[str, Any]:
         """The snapshot document, without its checksum (as :meth:`SavedPlan.to_doc`)."""
         return snapshot_doc(self)
+
+    def to_text(self) -> str:
+        """The snapshot document with its checksum, as JSON text (what :func:`save_snapshot` writes; a
+        name that is not UTF-8 stays a ``\\u`` escape, so any carrier of text can hold it)."""
+        return json_text(with_checksum(snapshot_doc(self)))
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], path: str) -> Snapshot:
@@ -354,4 +371,27 @@ def fingerprint_differences(saved: Plan, scan: StoreScan) -> list[str]:
             out.append(f"replaced: {name} (same size, different file)")
         elif was.mtime_ns != now.mtime_ns or (was.sha256 is not None and was.sha256 != now.sha256):
             out.append(f"modified: {name} (same size, new {'content' if was.mtime_ns == now.mtime_ns else 'mtime'})")
+    return out
+
+
+def install_differences(was: Plan, fresh: Plan) -> list[str]:
+    """Every way the installs of ``fresh`` differ from those ``was`` shows (source as shown, pin, size,
+    download settings), one line each: a saved plan installs exactly what it showed, or nothing. A
+    field an older document did not record is not compared."""
+    out = []
+    now = {c.name: c for c in fresh.installs}
+    for c in was.installs:
+        f = now.get(c.name)
+        if f is None:
+            continue  # the change itself differs: the plan comparison names it
+        if c.source is not None and f.source is not None and c.source != shown(f.source) and c.source != f.source:
+            out.append(f"source changed: {c.name} ({c.source} -> {shown(f.source)})")
+        if c.pin is not None and c.pin != f.pin:
+            out.append(f"pin changed: {c.name} ({c.pin[:12]}… -> {(f.pin or '?')[:12]}…)")
+        if c.download != f.download:
+            out.append(f"size changed: {c.name} ({c.download} -> {f.download} bytes)")
+    was_settings, now_settings = _sources_doc(was.sources), _sources_doc(fresh.sources)
+    if was.installs and was_settings != now_settings:
+        changed = [k for k in was_settings if was_settings[k] != now_settings[k]]
+        out.append(f"download settings changed: {', '.join(changed)}")
     return out

@@ -65,6 +65,7 @@ class StoreScan:
     scanned_ns: int | None = None  # when a live scan read the store (None for a scan from a document)
     live: bool = True  # False for a scan rebuilt from a document: never apply a plan made from one
     free_bytes: int | None = None  # room on the store's filesystem at scan time (None from a document)
+    root_inode: int | None = None  # the store folder's inode (None from a document older than format 1.3)
 
     @property
     def engine_hidden(self) -> int:
@@ -125,7 +126,15 @@ def scan_store(
         warnings=tuple(warnings),
         scanned_ns=started,
         free_bytes=_free(root),
+        root_inode=_inode(root),
     )
+
+
+def _inode(root: str) -> int | None:
+    try:
+        return os.stat(root, follow_symlinks=False).st_ino
+    except OSError:
+        return None
 
 
 def _free(root: str) -> int | None:

@@ -11,8 +11,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from ..base.errors import Violation
 from ..base.jsonout import json_text, write_json
-from ..decide.plan import Action, FleetPlan, Plan, Summary, Violation, status_of
+from ..decide.plan import Action, FleetPlan, Plan, Summary, status_of
 from ..decide.planfile import PLAN_FORMAT_VERSION, fleet_doc, plan_doc, store_doc
 from ..read.manifest import Manifest
 from ..read.patterns import INVISIBLE

@@ -24,22 +24,24 @@ COMMON_OPTIONS = dict(
 
 
 def library(module):
-    """The ocr-reconcile library on the target, or a failure saying which Python lacks it."""
+    """The ocr-reconcile library on the target (its public API, ``import reconciler``), or a failure
+    saying which Python lacks it."""
     try:
-        import reconciler  # noqa: F401  (the package, installed with ocr-reconcile)
-        from reconciler.base import errors
+        import reconciler  # the package, installed with ocr-reconcile
+
+        reconciler.ReconcilerError  # noqa: B018  (imports the API's errors: a broken install fails here, not later)
     except ImportError as exc:
         module.fail_json(
             msg="the ocr-reconcile library is not importable by %s (%s): install ocr-reconcile there, "
             "or set ansible_python_interpreter" % (sys.executable, exc),
             reason="missing_library",
         )
-    return errors
+    return reconciler
 
 
 def load(module):
     """The manifest the module was given: a file on the target, or ``manifest_content`` inline."""
-    from reconciler.read.manifest import load_manifest, parse_manifest
+    from reconciler import load_manifest, parse_manifest
 
     params = module.params
     if params.get("manifest"):
@@ -71,7 +73,7 @@ def session(module, progress=None):
 def safe(text):
     """A name or message fit for a module result: control and invisible characters, and bytes that are
     not UTF-8 (surrogates, which Ansible refuses to carry), escaped as the CLI prints them."""
-    from reconciler.render.plans import safe as escaped
+    from reconciler import safe as escaped
 
     return escaped(text)
 
@@ -94,48 +96,6 @@ def check_numbers(module):
         module.fail_json(msg="lock_timeout must be a finite number of seconds, 0 or more (got %s)" % timeout, reason="usage")
     if limit is not None and limit < 0:
         module.fail_json(msg="max_delete must be 0 or more (got %s)" % limit, reason="usage")
-
-
-def plan_result(plan):
-    """What a module returns about a plan: its summary, changes (names and actions) and the engine note."""
-    summary = plan.summary
-    note = None
-    if plan.scan.engine_hidden:
-        note = "the engine is unlicensed (evaluation mode) and listed %d of %d files; the plan reads the folder itself" % (
-            plan.scan.engine_listed or 0,
-            len(plan.scan.files),
-        )
-    return dict(
-        store=plan.scan.root,
-        backend=plan.scan.backend,
-        plan=dict(
-            summary=dict([(action.value, n) for action, n in summary.counts]),
-            bytes_to_move=summary.bytes_freed,
-            bytes_to_download=summary.bytes_to_download,
-            has_changes=summary.has_changes,
-            converges=summary.converges,
-            changes=[dict(name=safe(c.name), action=c.action.value, reason=safe(c.reason)) for c in plan.changes if c.action.is_drift],
-            violations=[safe(v.message) for v in plan.violations],
-        ),
-        engine_note=note,
-    )
-
-
-def diff_of(plan):
-    """Ansible's ``diff``: the store's files before and after, one ``name (size)`` per line."""
-
-    def line(name, size):
-        return "%s (%s bytes)\n" % (safe(name), size if size is not None else "?")  # a newline in a name stays on its line
-
-    before = [line(f.name, f.size) for f in plan.scan.files]
-    after = [line(c.name, c.before.size) for c in plan.changes if c.before is not None and c.action.value not in ("delete", "replace")]
-    after += [line(c.name, c.download) for c in plan.installs]
-    return dict(
-        before_header="%s (before)" % plan.scan.root,
-        after_header="%s (after)" % plan.scan.root,
-        before="".join(sorted(before)),
-        after="".join(sorted(after)),
-    )
 
 
 def environ_ready():

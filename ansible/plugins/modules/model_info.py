@@ -89,7 +89,6 @@ def main():
     from ansible_collections.ocr.reconcile.plugins.module_utils.reconcile import load
 
     from reconciler import open_session
-    from reconciler.decide.planfile import with_checksum
 
     params = module.params
     try:
@@ -101,13 +100,11 @@ def main():
         fail(module, exc)
     from ansible_collections.ocr.reconcile.plugins.module_utils.reconcile import safe
 
-    from reconciler.base.jsonout import json_text
-
     scan = snapshot.scan
     files = [dict(name=safe(f.name), kind=f.kind, size=f.size, engine_visible=f.engine_visible, sha256=f.sha256) for f in scan.files]
     facts = dict(store=scan.root, backend=scan.backend, files=files, file_count=len(files), size_on_disk=scan.size_on_disk)
     # the document as its own JSON text: a name that is not UTF-8 stays a \u escape, which Ansible carries
-    text = json_text(with_checksum(snapshot.to_doc()))
+    text = snapshot.to_text()
     module.exit_json(changed=False, snapshot=text, ansible_facts=dict(ocr_reconcile=facts))
 
 

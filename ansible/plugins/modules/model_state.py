@@ -136,11 +136,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ocr.reconcile.plugins.module_utils.reconcile import (
     COMMON_OPTIONS,
     check_numbers,
-    diff_of,
     environ_ready,
     fail,
     library,
-    plan_result,
     safe,
     session,
 )
@@ -154,59 +152,39 @@ def main():
         supports_check_mode=True,
     )
     environ_ready()
-    errors = library(module)
+    api = library(module)
     check_numbers(module)
     result = dict(changed=False)
-    applied = recovery = None
-    limits = module.params["max_delete"], module.params["allow_empty"]
+    seen = dict(recovery=None)
+
+    def show(proposal):  # the plan is reported even when the library then refuses it
+        result.update(api.plan_report(proposal.plan))
+        if proposal.pending is not None:
+            result["pending_run"] = dict(op=proposal.pending.op, run_id=proposal.pending.run_id)
+
     try:
         with session(module) as opened:
-            if module.check_mode:
-                pending = opened.pending()  # an interrupted run a real run would finish first
-                plan = opened.plan(*limits)
-                result.update(plan_result(plan), changed=plan.has_changes or pending is not None)
-                if pending is not None:
-                    result["pending_run"] = dict(op=pending.op, run_id=pending.run_id)
-                if module._diff and plan.has_changes:
-                    result["diff"] = diff_of(plan)
-                opened.check_applicable(plan)  # refusals fail in check mode too: apply would refuse them
-                module.exit_json(**result)
-            with opened.lock() as held:  # recovery first (if a run was interrupted), then plan and apply under one lock
-                recovery = held.recovery
-                plan = opened.plan(*limits)
-                result.update(plan_result(plan), changed=plan.has_changes or recovery is not None, recovered=_recovered(recovery))
-                opened.check_applicable(plan)
-                if plan.has_changes:
-                    applied = opened.apply(plan, held)
-    except errors.ReconcilerError as exc:
+            done = opened.converge(
+                show=show,
+                recovered=lambda recovery: seen.update(recovery=recovery),
+                check=module.check_mode,
+                max_delete=module.params["max_delete"],
+                allow_empty=module.params["allow_empty"],
+            )
+    except api.ReconcilerError as exc:
+        recovery = seen["recovery"]
+        if recovery is not None:
+            result["recovered"] = api.recovery_report(recovery)
         fail(module, exc, **dict(result, changed=recovery is not None))  # a refusal changed nothing (but a recovery did)
-    if module._diff and plan.has_changes:
-        result["diff"] = diff_of(plan)
-    if applied is None:
-        module.exit_json(**result)
-    install = applied.install
-    result.update(
-        moved=[dict(name=safe(m.name), size=m.size, method=m.method) for m in applied.moved],
-        installed=[dict(name=safe(e.name), size=e.size, sha256=e.sha256) for e in install.installed],
-        skipped=[dict(name=safe(n), why=safe(w)) for n, w in (*applied.skipped, *install.skipped)],
-        bytes_moved=applied.bytes_moved,
-        bytes_freed=applied.bytes_freed,
-        bytes_downloaded=install.bytes_installed,
-        backup_run_id=applied.run_id,
-        changed=bool(applied.moved or install.installed or recovery is not None),
-    )
-    if install.failed:
-        name, why = install.failed[0]
-        more = " (and %d more)" % (len(install.failed) - 1) if len(install.failed) > 1 else ""
+    result.update(api.converged_report(done))
+    if module._diff and done.plan.has_changes:
+        result["diff"] = api.plan_diff(done.plan)
+    failed = done.result.install.failed if done.result is not None else ()
+    if failed:
+        name, why = failed[0]
+        more = " (and %d more)" % (len(failed) - 1) if len(failed) > 1 else ""
         module.fail_json(msg="cannot install %s: %s%s" % (safe(name), safe(why), more), reason="install", **result)
     module.exit_json(**result)
-
-
-def _recovered(recovery):
-    """What finishing an interrupted run did (None when there was none)."""
-    if recovery is None:
-        return None
-    return dict(op=recovery.op, run_id=recovery.run_id, finished=[safe(n) for n in recovery.finished])
 
 
 if __name__ == "__main__":
