@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from ..base.errors import ApplyError, InstallError
+from ..base.errors import ApplyError, InstallError, UsageError
 from ..base.layout import downloads_path
 from ..base.progress import Progress, Silent
 from ..decide.plan import Change, Plan
@@ -50,6 +50,9 @@ def install_models(plan: Plan, lock: StoreLock, progress: Progress | None = None
     wanted = [_wanted(c) for c in plan.installs]
     if not wanted:
         return InstallResult()
+    settings = plan.sources
+    if settings is None or not plan.scan.live:
+        raise UsageError("this plan was read from a document; apply the fresh plan, which carries its download settings")
     lock.check(plan.scan.root)
     root = plan.scan.root
     folder = downloads_path(root)
@@ -68,14 +71,14 @@ def install_models(plan: Plan, lock: StoreLock, progress: Progress | None = None
                     parts[want.name].advance(done)
 
             try:
-                fetch(want, downloads, plan.sources, budget, advance)
+                fetch(want, downloads, settings, budget, advance)
             except InstallError as exc:
                 return exc.problem
             except OSError as exc:
                 return f"{exc.strerror or exc} in {folder}"
             return ""
 
-        with ThreadPoolExecutor(max_workers=max(1, min(plan.sources.parallel, len(wanted)))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(settings.parallel, len(wanted)))) as pool:
             futures = [pool.submit(one, want) for want in wanted]
             try:
                 problems = [future.result() for future in futures]

@@ -163,7 +163,7 @@ class Plan:
     changes: tuple[Change, ...]
     guards: Guards = Guards()
     violations: tuple[Violation, ...] = ()
-    sources: SourceSettings = field(default_factory=SourceSettings)
+    sources: SourceSettings | None = field(default_factory=SourceSettings)  # None: read from a document older than 1.3
 
     def of(self, action: Action) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action is action)

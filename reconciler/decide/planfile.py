@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ def plan_doc(plan: Plan, lazy: bool = False) -> dict[str, Any]:
             "violation_details": [{"guard": v.guard.value, "message": v.message} for v in plan.violations],
         },
         "changes": (Lazy if lazy else list)(map(_change_doc, plan.changes)),
-        "sources": _sources_doc(plan.sources),
+        "sources": _sources_doc(plan.sources) if plan.sources is not None else None,
         "warnings": list(plan.scan.warnings),
     }
 
@@ -194,19 +194,19 @@ def plan_from_doc(doc: dict[str, Any]) -> Plan:
     ref = ManifestRef(m["name"], m["source"], m["path"], m["sha256"], declared)
     files = tuple(c.before for c in changes if c.before is not None)
     g = doc["guards"]
-    return assemble(
+    plan = assemble(
         ref,
         _scan(doc["store"], files, doc["warnings"], doc["host"]),
         changes,
         Guards(g["max_delete"], g["max_delete_bytes"], g["allow_empty"], g.get("max_install_bytes")),
-        _sources(doc.get("sources")),
     )
+    return replace(plan, sources=_sources(doc.get("sources")))
 
 
-def _sources(data: dict[str, Any] | None) -> SourceSettings:
-    """The download settings a document records (format 1.3); the defaults for older ones."""
+def _sources(data: dict[str, Any] | None) -> SourceSettings | None:
+    """The download settings a document records (format 1.3); None for an older one (not recorded)."""
     if data is None:
-        return SourceSettings()
+        return None
     return SourceSettings(data["mirror"], data["timeout_s"], data["retries"], data["parallel"], data["on_mismatch"])
 
 
@@ -390,6 +390,8 @@ def install_differences(was: Plan, fresh: Plan) -> list[str]:
             out.append(f"pin changed: {c.name} ({c.pin[:12]}… -> {(f.pin or '?')[:12]}…)")
         if c.download != f.download:
             out.append(f"size changed: {c.name} ({c.download} -> {f.download} bytes)")
+    if was.sources is None or fresh.sources is None:
+        return out  # a document older than format 1.3 did not record them
     was_settings, now_settings = _sources_doc(was.sources), _sources_doc(fresh.sources)
     if was.installs and was_settings != now_settings:
         changed = [k for k in was_settings if was_settings[k] != now_settings[k]]
