@@ -68,6 +68,14 @@ def write_manifest(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _typer_adapted() -> None:
+    """In-process CLI tests drive the app as its entry point does: with Typer adapted (cli/adapt.py)."""
+    from reconciler.cli import adapt
+
+    adapt.install()
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

@@ -152,3 +152,19 @@ def test_streamed_plan_json_is_the_compact_document_byte_for_byte(tmp_path: Path
         whole = render.render_plan(value, "json", render.View(on_terminal=False))
         assert out.getvalue() == whole + "\n"
         assert len(planfile.plan_doc(plan)["changes"]) > 2 * jsonout.BATCH
+
+
+def test_typer_is_adapted_only_by_the_entry_point_and_every_hook_still_exists() -> None:
+    """Importing the CLI patches nothing; install() adapts all three hooks on the pinned Typer (a release
+    that moved one fails here, by name, instead of silently slowing every start)."""
+    code = (
+        "import typer.core\n"
+        "before = typer.core.build_runtime_param, typer.core.TyperOption.display_type_rich\n"
+        "from reconciler.cli import app, adapt\n"
+        "assert (typer.core.build_runtime_param, typer.core.TyperOption.display_type_rich) == before, 'patched on import'\n"
+        "print(','.join(adapt.install()))\n"
+    )
+    from reconciler.cli import adapt
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert tuple(done.stdout.strip().split(",")) == adapt.HOOKS, done.stdout + done.stderr

@@ -1,12 +1,13 @@
-"""Two adaptations of Typer 0.29, in one place so that an upgrade has one file to check.
+"""Two adaptations of Typer 0.29, in one place so that an upgrade has one file to check. Nothing is
+patched on import: the CLI's entry point calls :func:`install` (and the tests' runner does too).
 
 * Coercion without pydantic. Typer 0.29 turns every command-line value into its Python type
   through a pydantic ``TypeAdapter``; importing pydantic and building adapters cost ~80 ms of a
   command's start (``docs/performance.md``). The CLI's parameters are only ``str``, ``Path``,
   ``int``, ``float`` and ``bool`` (optional, or lists of them), which need no schema engine, so
-  :func:`_runtime_param` coerces those itself and hands anything else to Typer unchanged. If a
-  Typer release renames the hook, nothing breaks: the patch is skipped and start-up is slower
-  (``tests/test_startup.py`` then fails, naming pydantic).
+  :func:`_runtime_param` coerces those itself and hands anything else to Typer unchanged. Typer is
+  pinned to the releases this is tested with (pyproject.toml); if one renames a hook, nothing breaks
+  for users (the patch is skipped and start-up is slower), but ``tests/test_startup.py`` fails, naming it.
 * Help without ``<bool>`` after flags and with ``<path>`` for ``list[Path]`` arguments.
 
 Part of the CLI layer; must not be used for anything but parsing this tool's own options.
@@ -127,10 +128,22 @@ def _element_type(self: TyperArgument, ctx: Any) -> str | None:
 
 
 _TYPER_RUNTIME_PARAM: Any = getattr(typer.core, "build_runtime_param", None)
-if _TYPER_RUNTIME_PARAM is not None and RuntimeParam is not object:
-    typer.core.build_runtime_param = _runtime_param  # type: ignore[attr-defined]
-
 _TYPE_OF_VALUE = TyperOption.display_type_rich
 _TYPE_OF_ARGUMENT = TyperArgument.display_type_rich
-TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
-TyperArgument.display_type_rich = _element_type  # type: ignore[method-assign,assignment]
+HOOKS = ("typer.core.build_runtime_param", "TyperOption.display_type_rich", "TyperArgument.display_type_rich")
+
+
+def install() -> tuple[str, ...]:
+    """Adapt Typer (idempotent) and return the hooks adapted: all of :data:`HOOKS` on the Typer
+    releases this is tested with; fewer if a release renamed one (that one is left as Typer's)."""
+    done = []
+    if _TYPER_RUNTIME_PARAM is not None and RuntimeParam is not object and hasattr(RuntimeParam, "_coerce_value"):
+        typer.core.build_runtime_param = _runtime_param  # type: ignore[attr-defined]
+        done.append(HOOKS[0])
+    if callable(_TYPE_OF_VALUE):
+        TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+        done.append(HOOKS[1])
+    if callable(_TYPE_OF_ARGUMENT):
+        TyperArgument.display_type_rich = _element_type  # type: ignore[method-assign,assignment]
+        done.append(HOOKS[2])
+    return tuple(done)

@@ -21,10 +21,10 @@ from ..decide.planfile import load_plan, save_plan, save_snapshot, with_checksum
 from ..disk.catalogue import BackupRun
 from ..read.manifest import load_manifest
 from ..render import check as render_check, plans as render, runs as render_runs
+from . import adapt
 from .backups import backups_app
 from .restore import recover_, restore
 from .support import (
-    SETTINGS,
     AllowEmptyOpt,
     BackendOpt,
     BackupDirOpt,
@@ -36,6 +36,7 @@ from .support import (
     ManifestArg,
     ManifestOpt,
     MaxDeleteOpt,
+    Settings,
     ShowUnchangedOpt,
     StoreOpt,
     YesOpt,
@@ -46,6 +47,7 @@ from .support import (
     output_format,
     report_pending,
     say_recovery,
+    settings,
     state_files,
     typed,
     view,
@@ -70,6 +72,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log engine and store steps to stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only outcomes, summaries, warnings and errors.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Hash pinned models again instead of trusting the hash cache.")] = False,
@@ -80,7 +83,7 @@ def _main(
 ) -> None:
     if color not in ("auto", "always", "never"):
         raise typer.BadParameter(f"must be auto, always or never (got {color!r})", param_hint="--color")
-    SETTINGS.quiet, SETTINGS.color, SETTINGS.no_cache = quiet, color, no_cache
+    ctx.obj = Settings(quiet, color, no_cache)
     handler = logging.StreamHandler(sys.stderr)  # ours only: a library's own warnings (urllib3's name URLs) stay out
     handler.setFormatter(logging.Formatter("ocr-reconcile: %(message)s"))
     log.handlers[:] = [handler]
@@ -221,7 +224,7 @@ def apply(
         undo = f" -m {result.manifest.source}" + (f" --store {undo_store}" if undo_store else "")
         undo += f" --backup-dir {done.proposal.backup_root}" if backup_dir else ""
         sizes = {r.run_id: r.size for r in done.proposal.pruning}
-        typer.echo(render_runs.apply_text(outcome, undo, SETTINGS.quiet, sizes))
+        typer.echo(render_runs.apply_text(outcome, undo, settings().quiet, sizes))
         for name, why in outcome.install.failed:
             typer.echo(f"error: cannot install {render.safe(name)}: {render.safe(why)}", err=True)
     failed, skipped = outcome.install.failed, outcome.skipped or outcome.install.skipped
@@ -336,5 +339,6 @@ app.add_typer(backups_app, name="backups")
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: adapts Typer (``adapt.install``), then runs the app."""
+    adapt.install()
     app()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer._click.core import ParameterSource
+from typer._click.globals import get_current_context  # Typer vendors click; pinned in pyproject.toml
 from typer.core import TyperGroup
 
 from ..api.session import Session, open_session
@@ -44,7 +45,6 @@ from ..base.errors import (
 from ..base.layout import JOURNAL_SUFFIX
 from ..read.stores import BACKENDS
 from ..render import plans as render, runs as render_runs
-from . import adapt as cli_typer  # noqa: F401  (cli_typer: Typer adapted on import)
 from .progress import TerminalProgress
 
 log = logging.getLogger("reconciler")
@@ -255,24 +255,29 @@ def output_format(fmt: str, as_json: bool, formats: tuple[str, ...] = render.FOR
     return "json" if as_json else fmt
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
-    """The global options (``--quiet``, ``--color``), set once per invocation by the app's callback."""
+    """The global options (``--quiet``, ``--color``, ``--no-cache``) of one invocation: the app's
+    callback puts them on the Typer context (``ctx.obj``); read them with :func:`settings`."""
 
     quiet: bool = False
     color: str = "auto"
     no_cache: bool = False
 
 
-SETTINGS = Settings()
+def settings() -> Settings:
+    """This invocation's global options, from the current context (the defaults outside a command)."""
+    ctx = get_current_context(silent=True)
+    found = ctx.find_object(Settings) if ctx is not None else None
+    return found or Settings()
 
 
 @contextmanager
 def open_store_session(*args: Any, **kwargs: Any) -> Iterator[Session]:
     """:func:`~.api.open_session` with this invocation's global options (``--no-cache``, ``--quiet``);
     its progress display is closed on every exit path (a bar left running would hide the cursor)."""
-    kwargs.setdefault("hash_cache", not SETTINGS.no_cache)
-    progress = kwargs.setdefault("progress", TerminalProgress(SETTINGS.quiet))
+    kwargs.setdefault("hash_cache", not settings().no_cache)
+    progress = kwargs.setdefault("progress", TerminalProgress(settings().quiet))
     try:
         with open_session(*args, **kwargs) as session:
             yield session
@@ -281,17 +286,17 @@ def open_store_session(*args: Any, **kwargs: Any) -> Iterator[Session]:
 
 
 def colour() -> bool:
-    return render.use_colour(sys.stdout.isatty(), SETTINGS.color)
+    return render.use_colour(sys.stdout.isatty(), settings().color)
 
 
 def view(show_unchanged: bool = False) -> render.View:
     """How this invocation shows a plan as text."""
-    return render.View(colour(), show_unchanged, SETTINGS.quiet, sys.stdout.isatty())
+    return render.View(colour(), show_unchanged, settings().quiet, sys.stdout.isatty())
 
 
 def say(text: str) -> None:
     """Informational output: printed unless ``--quiet``."""
-    if not SETTINGS.quiet:
+    if not settings().quiet:
         typer.echo(text)
 
 
