@@ -162,3 +162,17 @@ def test_check_mode_takes_no_lock_and_reports_the_pending_run(tmp_path: Path) ->
     assert done.proposal.pending.op == "apply" and tree_digest(tmp_path) == before
     report = reconciler.converged_report(done)
     assert report["changed"] and report["pending_run"]["op"] == "apply" and "recovered" not in report
+
+
+def test_the_modules_engine_note_is_the_clis_and_says_which_licence() -> None:
+    """One note for every front end: a licensed engine that hid files is not called unlicensed."""
+    from reconciler.read.manifest import ManifestRef
+    from reconciler.read.scan import FileFacts, StoreScan
+    from reconciler.render.plans import engine_note
+
+    files = (FileFacts("a.gguf", "file", 1, 0, 1, 0, engine_visible=True), FileFacts("b.gguf", "file", 1, 0, 2, 0, engine_visible=False))
+    for licensed, word in ((False, "unlicensed (evaluation mode)"), (True, "licensed")):
+        scan = StoreScan("/s", "aspose", files, engine_licensed=licensed, engine_listed=1)
+        plan = reconciler.Plan(ManifestRef("m", "m.yaml", "/m.yaml", "0" * 64, 1), scan, ())
+        note = reconciler.plan_report(plan)["engine_note"]
+        assert note == engine_note(scan) and f"the engine is {word} and listed 1 of 2 files" in note

@@ -279,7 +279,7 @@ def check(
             if fmt == "prometheus":  # a textfile collector must see the failure, not an empty or stale file
                 typer.echo(render_check.check_failed_prometheus(time.time()), nl=False)
             raise
-        drift = not (result.converges and not result.has_changes)
+        drift = not result.in_sync
         if fmt == "json":
             typer.echo(render.dumps(render_check.check_doc(result, time.time())))
         elif fmt == "prometheus":

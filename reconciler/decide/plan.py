@@ -203,6 +203,11 @@ class Plan:
         return self.summary.converges
 
     @property
+    def in_sync(self) -> bool:
+        """The store already is what the manifest declares: nothing to change, nothing blocking (no drift)."""
+        return self.converges and not self.has_changes
+
+    @property
     def detailed_exit_code(self) -> ExitCode:
         """3 cannot converge, 2 changes pending, 0 nothing to do (Terraform's -detailed-exitcode)."""
         return detailed_exit_code([self])

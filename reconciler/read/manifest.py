@@ -132,26 +132,6 @@ def manifest_schema() -> dict[str, Any]:
     return load_schema("manifest.schema.json")
 
 
-@cache
-def _name_validator() -> jsonschema.Draft202012Validator:
-    schema = {**manifest_schema()["$defs"]["modelName"], "$defs": manifest_schema()["$defs"]}
-    import jsonschema
-
-    return jsonschema.Draft202012Validator(schema)
-
-
-def name_problem(name: object) -> str:
-    """Why ``name`` is not a valid store-relative model name ("" when it is). The schema's
-    ``modelName`` is the definition; use this for names that come from anywhere but a manifest
-    (a backup index, a journal)."""
-    import jsonschema
-
-    error = jsonschema.exceptions.best_match(_name_validator().iter_errors(name))
-    if error is None:
-        return ""
-    return (explain_name(name) if isinstance(name, str) else "") or one_line(error.message)
-
-
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Read and validate the manifest file at ``path``; raise ManifestError listing every problem."""
     source = os.fspath(path)

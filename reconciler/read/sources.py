@@ -26,7 +26,6 @@ from .yaml_nodes import field_path, node_at, pos
 SCHEMES = ("file", "http", "https", "hf")
 _HF = re.compile(r"^hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)/(?P<path>[^@\s]+?)(?:@(?P<revision>[\w./-]+))?$")
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
-ON_MISMATCH = ("report", "replace")
 
 
 @dataclass(frozen=True)

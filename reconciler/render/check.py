@@ -13,7 +13,7 @@ from .plans import count, format_size, safe
 def check_text(plan: Plan) -> str:
     """``OK: …`` or ``DRIFT: …`` in one line, for a human or a log."""
     root, source = plan.scan.root, plan.manifest.source
-    if plan.converges and not plan.has_changes:
+    if plan.in_sync:
         return f"OK: {root} matches {source} ({count(len(plan.scan.files), 'file')})"
     parts = [f"{len(plan.to_delete)} to move to backup ({format_size(plan.bytes_freed)})"]
     for action in (Action.INSTALL, Action.REPLACE, Action.MISSING, Action.MISMATCH):
@@ -26,7 +26,7 @@ def check_text(plan: Plan) -> str:
 def check_doc(plan: Plan, now: float) -> dict[str, Any]:
     """What ``check --format json`` prints: the drift in numbers and names, for monitoring."""
     return {
-        "status": "ok" if plan.converges and not plan.has_changes else "drift",
+        "status": "ok" if plan.in_sync else "drift",
         "store": plan.scan.root,
         "manifest": plan.manifest.source,
         "checked_at": iso_time(int(now * 1e9)),
@@ -56,7 +56,7 @@ def check_prometheus(plan: Plan, now: float) -> str:
     """``check --format prometheus``: the node_exporter textfile collector's format, one gauge each."""
     values = {
         "check_success": 1,
-        "converged": int(plan.converges and not plan.has_changes),
+        "converged": int(plan.in_sync),
         "drift_files": len(plan.to_delete),
         "drift_bytes": plan.bytes_freed,
         "missing_models": len(plan.of(Action.MISSING)),
