@@ -91,7 +91,8 @@ def test_scan_flags_equal_the_real_list_local_and_follow_the_one_level_rule(xdg:
     result = run_cli("list", str(write_manifest(tmp_path)), "--json", env=engine_env(xdg))
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
-    assert listed["store"] == {"path": str(models), "backend": "aspose", "engine": {"licensed": False, "listed": 3, "hid_files": True}}
+    engine = {"licensed": False, "listed": 3, "hid_files": True}
+    assert listed["store"] == {"path": str(models), "backend": "aspose", "engine": engine, "inode": models.stat().st_ino}
     flags = {f["name"]: f["engine_visible"] for f in listed["files"]}
     assert {n for n, v in flags.items() if v} == engine_names
     # The folder scan applies the same one-level rule, and sees what the engine hid.
