@@ -1,6 +1,6 @@
 """Decide: diff a manifest against a store scan. Pure: no I/O, no clock, no engine.
 
-The result, :class:`Plan`, is a frozen value: renderers show it, ``apply.py`` consumes it and
+The result, :class:`Plan`, is a frozen value: renderers show it, ``api/apply.py`` consumes it and
 decides nothing new. ``Change.reason`` explains a decision to humans and must never steer apply;
 apply branches on ``Change.action`` alone. Everything a renderer or a summary needs to know about
 an action (its symbol, colour, whether it is a change, whether it blocks convergence) is a property

@@ -1,5 +1,5 @@
 """What ``check`` prints: one line for a human or a log, a JSON document for monitoring, or the
-Prometheus textfile collector's gauges. Part of the CLI layer (like ``render.py``)."""
+Prometheus textfile collector's gauges. Part of the render layer (like ``plans.py``)."""
 
 from __future__ import annotations
 

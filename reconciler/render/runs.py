@@ -1,5 +1,5 @@
 """Text for what the mutating commands did: apply results, backup runs, restore plans and results,
-recovery. Part of the CLI layer (like ``render.py``, whose helpers it uses): values in, text out.
+recovery. Part of the render layer (like ``plans.py``, whose helpers it uses): values in, text out.
 """
 
 from __future__ import annotations
