@@ -28,9 +28,10 @@ from reconciler.disk.catalogue import (
     write_index,
 )
 from reconciler.disk.journal import Journal, pending_run, read_journal, store_lock
+from reconciler.disk.records import Move, Op, Role, RunHeader
 from reconciler.disk.recovery import recover
 from reconciler.disk.retention import Retention, prune_runs
-from reconciler.disk.transfer import Move, Op, Role, RunHeader, execute
+from reconciler.disk.transfer import execute
 from reconciler.read.scan import FileFacts, StoreScan, stat_entry
 
 

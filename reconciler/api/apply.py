@@ -16,8 +16,9 @@ from ..base.progress import Progress
 from ..decide.plan import Action, Plan, refuse_unapplicable
 from ..disk.catalogue import Entry, Provenance, new_run_id
 from ..disk.journal import StoreLock
+from ..disk.records import Move, Op, Role, RunHeader
 from ..disk.retention import Retention
-from ..disk.transfer import Move, Op, Role, RunHeader, execute
+from ..disk.transfer import execute
 from .install import InstallResult, install_models
 
 

@@ -23,7 +23,7 @@ from ..base.progress import Progress, Silent
 from ..decide.plan import Change, Plan
 from ..disk.catalogue import Entry, Provenance, new_run_id, open_backup_root
 from ..disk.journal import StoreLock
-from ..disk.moves import Move, Op, Role, RunHeader
+from ..disk.records import Move, Op, Role, RunHeader
 from ..disk.transfer import execute
 from ..read.scan import stat_entry
 from .fetch import VERIFIED, Budget, Wanted, fetch

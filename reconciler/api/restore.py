@@ -20,7 +20,8 @@ from ..base.hashing import file_sha256
 from ..base.progress import Progress
 from ..disk.catalogue import BackupRun, Entry, Provenance, Status, new_run_id
 from ..disk.journal import StoreLock
-from ..disk.transfer import Move, Op, Role, RunHeader, execute
+from ..disk.records import Move, Op, Role, RunHeader
+from ..disk.transfer import execute
 from ..read.scan import FileFacts, stat_entry
 
 

@@ -10,15 +10,12 @@ import contextlib
 import errno
 import os
 import stat
-from typing import TYPE_CHECKING
 
 from ..base.fsops import open_regular, rename_noreplace, split
 from ..base.hashing import CHUNK, StreamHasher
 from ..base.progress import Progress
 from . import faults
-
-if TYPE_CHECKING:
-    from .moves import Move
+from .records import Move
 
 
 class Skip(Exception):

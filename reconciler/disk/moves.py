@@ -1,5 +1,5 @@
-"""One move of one entry, made so that it cannot be redirected and never loses a byte; and the
-data of a journaled run (:class:`Move`, :class:`RunHeader`).
+"""One move of one entry, made so that it cannot be redirected and never loses a byte (the data of
+a run, :class:`~.records.Move` and :class:`~.records.RunHeader`, is ``records.py``'s).
 
 :class:`Trees` holds the folder descriptors a run acts through. :func:`move_entry` moves one entry:
 within one filesystem a rename that never replaces; across filesystems (or on EXDEV) a copy to a
@@ -12,120 +12,16 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import asdict, dataclass
-from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from ..base.errors import ApplyError
 from ..base.fsops import Tree, rename_noreplace, split
-from ..base.layout import temp_name
 from ..base.progress import Progress, Silent
-from ..read.scan import FileFacts
 from . import faults
-from .catalogue import BackupRun, Provenance, Status, create_run, open_backup_root
+from .catalogue import BackupRun, Status, create_run, open_backup_root
 from .copying import Skip, check_unchanged, copy_verified
-
-
-class Op(str, Enum):
-    """What a run is: an apply (store -> new backup run) or a restore (backup run -> store)."""
-
-    APPLY = "apply"
-    RESTORE = "restore"
-    INSTALL = "install"
-
-
-class Role(str, Enum):
-    """Why one entry moves: to a backup run, back into the store, or out of a restore's way."""
-
-    BACKUP = "backup"
-    RESTORE = "restore"
-    DISPLACE = "displace"
-    INSTALL = "install"  # a verified download (from the downloads folder's ``verified/``) into the store
-
-
-@dataclass(frozen=True)
-class Move:
-    """One intended move of one entry; ``facts`` is the identity it must still have when moved."""
-
-    src: str
-    dst: str
-    role: Role
-    facts: FileFacts
-
-    @property
-    def name(self) -> str:
-        return self.facts.name
-
-    @property
-    def key(self) -> str:
-        """Journal key: a name can be both displaced and restored in one run."""
-        return f"{self.role.value}:{self.name}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"src": self.src, "dst": self.dst, "role": self.role.value, "facts": asdict(self.facts)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Move:
-        return cls(data["src"], data["dst"], Role(data["role"]), FileFacts(**data["facts"]))
-
-
-@dataclass(frozen=True)
-class RunHeader:
-    """Everything a run will do, journaled before it starts. ``run_dir`` is the new run's folder for
-    an apply and the source run's folder for a restore; ``displaced_run_dir`` receives the files a
-    forced restore moves out of the way; ``keep`` prunes older runs after a complete apply."""
-
-    op: Op
-    run_id: str
-    run_dir: str
-    store: str
-    manifest: Provenance
-    created_ns: int
-    moves: tuple[Move, ...]
-    keep: int | None = None
-    displaced_run_dir: str | None = None
-    token: str = ""  # names the run's temporary files (:meth:`temp`)
-    max_age_s: int | None = None  # with ``keep``: the retention applied after a complete apply
-    store_id: tuple[int, int] | None = None  # the store folder's (device, inode) when the run began
-
-    def temp(self, index: int) -> str:
-        """The temporary name move ``index`` copies to, beside its destination."""
-        return temp_name(self.token, index)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "op": self.op.value,
-            "run_id": self.run_id,
-            "run_dir": self.run_dir,
-            "store": self.store,
-            "manifest": asdict(self.manifest),
-            "created_ns": self.created_ns,
-            "moves": [m.to_json() for m in self.moves],
-            "keep": self.keep,
-            "displaced_run_dir": self.displaced_run_dir,
-            "token": self.token,
-            "max_age_s": self.max_age_s,
-            "store_id": list(self.store_id) if self.store_id else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunHeader:
-        return cls(
-            op=Op(data["op"]),
-            run_id=str(data.get("run_id") or Path(data["run_dir"]).name),
-            run_dir=data["run_dir"],
-            store=data["store"],
-            manifest=Provenance.from_json(data.get("manifest")),
-            created_ns=int(data["created_ns"]),
-            moves=tuple(Move.from_json(m) for m in data["moves"]),
-            keep=data.get("keep"),
-            displaced_run_dir=data.get("displaced_run_dir"),
-            token=str(data.get("token") or ""),
-            max_age_s=data.get("max_age_s"),
-            store_id=(int(data["store_id"][0]), int(data["store_id"][1])) if data.get("store_id") else None,
-        )
+from .records import Move, Role, RunHeader
 
 
 class Unsettled(Exception):
