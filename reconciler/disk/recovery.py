@@ -23,9 +23,10 @@ from ..base.hashing import file_sha256
 from ..base.layout import INDEX_NAME, journal_path
 from .catalogue import BackupRun, Entry, Provenance, Status, StoreId, list_runs, open_backup_root, read_run, write_index
 from .journal import ABANDONED, Journal, StoreLock, read_journal
+from .moves import Trees, placed_identity
 from .records import Move, Op, Role, RunHeader
 from .retention import owned
-from .transfer import RunState, Trees, done_record, placed_identity, run_moves
+from .transfer import RunState, done_record, run_moves
 
 
 @dataclass(frozen=True)

@@ -34,18 +34,15 @@ from . import faults
 from .catalogue import BackupRun, Entry, Status, StoreId, mark_restored, remove_empty_folders, write_index
 from .copying import Skip
 from .journal import Journal, StoreLock
-from .moves import Trees, Unsettled, move_entry, placed_identity
+from .moves import Trees, Unsettled, move_entry
 from .records import Move, Op, Role, RunHeader
 from .retention import Retention, prune_runs, remove_if_empty
 
 __all__ = [
     "Outcome",
     "RunState",
-    "Skip",
-    "Trees",
     "done_record",
     "execute",
-    "placed_identity",
     "run_moves",
 ]
 
