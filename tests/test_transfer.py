@@ -27,8 +27,8 @@ from reconciler.disk.catalogue import (
     read_run,
     write_index,
 )
-from reconciler.disk.journal import Journal, pending_run, read_journal, store_lock
-from reconciler.disk.records import Move, Op, Role, RunHeader
+from reconciler.disk.journal import Journal, Pending, pending_run, read_journal, store_lock
+from reconciler.disk.records import Move, MoveDone, MoveSkipped, Op, Role, RunHeader, TornHeader, UnreadableHeader
 from reconciler.disk.recovery import recover
 from reconciler.disk.retention import Retention, prune_runs
 from reconciler.disk.transfer import execute
@@ -60,14 +60,16 @@ def _header(store: Path, backups: Path, *names: str) -> RunHeader:
 
 def test_journal_round_trip_and_a_torn_last_line_is_dropped(tmp_path: Path) -> None:
     path = tmp_path / "j"
-    journal = Journal.begin(path, {"op": "apply", "moves": []})
-    journal.record({"type": "done", "key": "backup:a"})
+    begun = RunHeader(Op.APPLY, "r", str(tmp_path / "r"), str(tmp_path), Provenance(None, None, None), 1, ())
+    journal = Journal.begin(path, begun)
+    journal.record(MoveDone("backup:a", "rename", None, None))
     with open(path, "ab") as fh:
         fh.write(b'{"type": "done", "ke')  # a crash in the middle of an append
-    header, records = read_journal(path) or ({}, [])
-    assert header["op"] == "apply" and records == [{"type": "done", "key": "backup:a"}]
+    header, records = read_journal(path) or (TornHeader(), [])
+    assert isinstance(header, RunHeader) and header.op is Op.APPLY and header == begun
+    assert records == [MoveDone("backup:a", "rename", None, None)]
     with pytest.raises(FileExistsError):
-        Journal.begin(path, {"op": "apply", "moves": []})  # an unfinished run is never overwritten
+        Journal.begin(path, begun)  # an unfinished run is never overwritten
     journal.remove()
     assert read_journal(path) is None
 
@@ -75,9 +77,67 @@ def test_journal_round_trip_and_a_torn_last_line_is_dropped(tmp_path: Path) -> N
 def test_a_journal_with_a_torn_header_reads_as_torn(tmp_path: Path) -> None:
     path = tmp_path / "j"
     path.write_bytes(b'{"type": "beg')
-    assert read_journal(path) == ({"type": "begin", "op": "torn", "moves": []}, [])
+    assert read_journal(path) == (TornHeader(), [])
     path.write_bytes(b"")  # created, killed before its first write
-    assert read_journal(path) == ({"type": "begin", "op": "torn", "moves": []}, [])
+    assert read_journal(path) == (TornHeader(), [])
+
+
+# The lines the journal has always written (keys sorted): a journal of an earlier version must read the same.
+OLD_JOURNAL = (
+    b'{"created_ns": 7, "displaced_run_dir": "/b/d", "keep": 3, "manifest": {"name": "t", "sha256": "ab", "source": "m.yaml"}, '
+    b'"max_age_s": 60, "moves": [{"dst": "/b/d/a", "facts": {"dev": 5, "engine_visible": null, "inode": 4, "kind": "file", '
+    b'"link_target": null, "mtime_ns": 3, "name": "a", "sha256": "cd", "size": 2, "symlinked_folder": null}, "role": "displace", '
+    b'"src": "/s/a"}, {"dst": "/s/a", "facts": {"dev": 5, "engine_visible": null, "inode": 4, "kind": "symlink", "link_target": "x", '
+    b'"mtime_ns": 3, "name": "a", "sha256": null, "size": 1, "symlinked_folder": null}, "role": "restore", "src": "/b/r1/a"}], '
+    b'"op": "restore", "run_dir": "/b/r1", "run_id": "r1", "store": "/s", "store_id": [1, 2], "token": "t0", "type": "begin"}\n'
+    b'{"identity": [1, 2, 3, 4], "key": "displace:a", "method": "copy", "sha256": "cd", "type": "done"}\n'
+    b'{"identity": null, "key": "restore:a", "method": "rename", "sha256": null, "type": "done"}\n'
+    b'{"key": "displace:b", "type": "skip", "why": "w"}\n'
+)
+
+
+def test_a_journal_reads_as_typed_records_and_is_written_byte_for_byte_as_before(tmp_path: Path) -> None:
+    header = RunHeader(
+        Op.RESTORE,
+        "r1",
+        "/b/r1",
+        "/s",
+        Provenance("m.yaml", "ab", "t"),
+        7,
+        (
+            Move("/s/a", "/b/d/a", Role.DISPLACE, FileFacts("a", "file", 2, 3, 4, 5, sha256="cd")),
+            Move("/b/r1/a", "/s/a", Role.RESTORE, FileFacts("a", "symlink", 1, 3, 4, 5, link_target="x")),
+        ),
+        keep=3,
+        displaced_run_dir="/b/d",
+        token="t0",
+        max_age_s=60,
+        store_id=(1, 2),
+    )
+    records: list[MoveDone | MoveSkipped] = [
+        MoveDone("displace:a", "copy", "cd", (1, 2, 3, 4)),
+        MoveDone("restore:a", "rename", None, None),
+        MoveSkipped("displace:b", "w"),
+    ]
+    old = tmp_path / "old"
+    old.write_bytes(OLD_JOURNAL + b'[1]\n{"type": "note"}\n{"type": "done"}\n{"type": "done", "key": "backup:z"}\n')
+    assert read_journal(old) == (header, [*records, MoveDone("backup:z", "rename", None, None)])  # lines no run writes: left out
+    new = tmp_path / "new"
+    journal = Journal.begin(new, header)
+    journal.record_many(records[:2])
+    journal.record(records[2])
+    journal.close()
+    assert new.read_bytes() == OLD_JOURNAL
+
+
+def test_a_header_that_is_not_a_run_is_reported_by_its_op_and_refused_by_recovery(tmp_path: Path) -> None:
+    store, backups = _store(tmp_path, a=b"x")
+    journal_path(str(store)).write_text('{"type": "begin", "op": "apply", "run_id": "r"}\n')
+    header, _ = read_journal(journal_path(str(store))) or (TornHeader(), [])
+    assert isinstance(header, UnreadableHeader) and header.why.startswith("cannot be read as a run (KeyError")
+    assert pending_run(str(store)) == Pending("apply", "r")
+    with store_lock(str(store)) as lock, pytest.raises(ApplyError, match=re.escape(header.why)):
+        recover(str(store), lock, backups)
 
 
 # -- the engine and recovery --------------------------------------------------------------------------
@@ -103,7 +163,7 @@ def test_execute_moves_and_indexes_and_refuses_a_pending_journal(tmp_path: Path)
 
 def _crash_after_begin(store: Path, header: RunHeader) -> None:
     """The state a kill leaves right before the first move: journal written, run folder made."""
-    Journal.begin(journal_path(str(store)), header.to_json())
+    Journal.begin(journal_path(str(store)), header)
     run = BackupRun(header.run_id, Path(header.run_dir), header.created_ns, Status.IN_PROGRESS, header.store, header.manifest)
     with open_backup_root(Path(header.run_dir).parent) as backup:
         create_run(backup, run).close()

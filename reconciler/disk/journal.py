@@ -7,8 +7,9 @@
   which every mutating function takes as an argument: holding one is the proof that the lock is held.
 - The journal is JSON lines. The first line lists every intended move; one line is appended (and
   fsynced) after each move completes. It exists only while a run is unfinished: finding one means a
-  run was interrupted, and ``recovery.recover`` finishes it. This module stores lines; it does not
-  know what a move is.
+  run was interrupted, and ``recovery.recover`` finishes it. Its records are the values of
+  ``records.py``; this module is the only place they become JSON (:func:`encode`) and are read back
+  from it (:func:`decode`). It records what it is given and decides nothing about a run.
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..base.errors import JournalError, LockedError, ReconcilerError, UsageError
 from ..base.fsops import fsync_dir, written_by_me
 from ..base.layout import journal_path, lock_path
+from ..read.scan import FileFacts
 from . import faults
+from .catalogue import Provenance
+from .records import Header, Move, MoveDone, MoveSkipped, Op, Record, Role, RunAbandoned, RunHeader, TornHeader, UnreadableHeader
 
 POLL_SECONDS = 0.05
 
@@ -136,11 +140,11 @@ class Journal:
         self._fd = fd
 
     @classmethod
-    def begin(cls, path: Path, header: dict[str, Any]) -> Journal:
+    def begin(cls, path: Path, header: RunHeader) -> Journal:
         """Create the journal with its header line; FileExistsError if one exists (an unfinished run)."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         journal = cls(path, fd)
-        journal.record({"type": "begin", **header})
+        journal._append([header])
         fsync_dir(path.parent)
         return journal
 
@@ -158,14 +162,16 @@ class Journal:
             raise JournalError(str(path), "changed while it was being read (it is no longer this user's journal)")
         return cls(path, fd)
 
-    def record(self, entry: dict[str, Any]) -> None:
+    def record(self, record: Record) -> None:
         """Append one line and fsync it: once this returns, the line survives a crash."""
-        os.write(self._fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
-        os.fsync(self._fd)
+        self._append([record])
 
-    def record_many(self, entries: list[dict[str, Any]]) -> None:
+    def record_many(self, records: Sequence[Record]) -> None:
         """Append several lines in one write and one fsync (a group commit)."""
-        os.write(self._fd, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries).encode())
+        self._append(records)
+
+    def _append(self, records: Sequence[RunHeader | Record]) -> None:
+        os.write(self._fd, "".join(encode(r) + "\n" for r in records).encode())
         os.fsync(self._fd)
 
     def close(self) -> None:
@@ -180,15 +186,13 @@ class Journal:
         fsync_dir(self.path.parent)
 
 
-TORN: dict[str, Any] = {"type": "begin", "op": "torn", "moves": []}
-ABANDONED = "abandoned"  # the last record of a journal that ``recover --abandon`` kept aside: never replayed
-
-
-def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+def read_journal(path: Path) -> tuple[Header, list[MoveDone | MoveSkipped]] | None:
     """``(header, records)`` of an unfinished run, or None. A torn last line (crash mid-write) is
-    dropped. A journal with no complete line at all reads as :data:`TORN` (the crash came while its
-    header was written, before any move). Anything else that is not a journal (a link, a folder, a
-    header that does not parse) raises JournalError: it is never guessed at."""
+    dropped. A journal with no complete line at all reads as a :class:`~.records.TornHeader` (the
+    crash came while its header was written, before any move). Anything else that is not a journal
+    (a link, a folder, a first line that is not a header) raises JournalError: it is never guessed
+    at. A header that cannot be read as a run reads as an :class:`~.records.UnreadableHeader`, which
+    recovery refuses; lines no run writes are left out."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -209,21 +213,108 @@ def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | No
     finally:
         os.close(fd)
     if b"\n" not in data:
-        return dict(TORN), []
-    lines = data.split(b"\n")
-    entries = []
-    for line in lines[:-1]:  # the part after the last newline is a torn append, if anything
+        return TornHeader(), []
+    entries: list[Header | Record | None] = []
+    for line in data.split(b"\n")[:-1]:  # the part after the last newline is a torn append, if anything
         if not line.strip():
             continue
         try:
-            entries.append(json.loads(line))
+            entries.append(decode(line))
         except ValueError:
             break  # only the last line can be torn: appends are fsynced one by one
-    if not entries or not isinstance(entries[0], dict) or entries[0].get("type") != "begin":
+    header = entries[0] if entries else None
+    if not isinstance(header, (RunHeader, TornHeader, UnreadableHeader)):
         raise JournalError(str(path), "does not start with a run header (it is damaged, or not a journal)")
-    if any(isinstance(e, dict) and e.get("type") == ABANDONED for e in entries):
+    if any(isinstance(e, RunAbandoned) for e in entries):
         raise JournalError(str(path), "belongs to a run that was abandoned (it was renamed back into place?)")
-    return entries[0], [e for e in entries[1:] if isinstance(e, dict)]
+    return header, [e for e in entries[1:] if isinstance(e, (MoveDone, MoveSkipped))]
+
+
+# -- the journal's edge: the only place a record becomes JSON, and JSON a record ----------------------
+
+
+def encode(record: RunHeader | Record) -> str:
+    """The JSON line of ``record`` (no newline). Keys sorted, field names as they have always been:
+    a journal written by any version reads the same. Not for anything but the journal."""
+    data: dict[str, Any]
+    if isinstance(record, RunHeader):
+        data = {"type": "begin", **_header_json(record)}
+    elif isinstance(record, MoveDone):
+        identity = list(record.identity) if record.identity is not None else None
+        data = {"type": "done", "key": record.key, "method": record.method, "sha256": record.sha256, "identity": identity}
+    elif isinstance(record, MoveSkipped):
+        data = {"type": "skip", "key": record.key, "why": record.why}
+    else:
+        data = {"type": "abandoned", "ns": record.ns}
+    return json.dumps(data, sort_keys=True)
+
+
+def decode(line: bytes) -> Header | Record | None:
+    """The record one complete journal line holds; None for a line no run writes (left out, never an
+    error). ValueError only if the line is not JSON at all (a torn append): what a field holds never
+    raises (a header that is not a run is an :class:`~.records.UnreadableHeader`)."""
+    data = json.loads(line)
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind == "begin":
+        return _header(data)
+    if kind == "abandoned":  # whatever else it says: its presence is what counts
+        ns = data.get("ns")
+        return RunAbandoned(ns if isinstance(ns, int) else 0)
+    key = data.get("key") if kind in ("done", "skip") else None
+    if not isinstance(key, str):
+        return None
+    if kind == "skip":
+        return MoveSkipped(key, str(data.get("why", "")))
+    method, digest, ident = data.get("method", "rename"), data.get("sha256"), data.get("identity")
+    whole = isinstance(ident, list) and len(ident) == 4 and all(type(n) is int for n in ident)
+    return MoveDone(
+        key,
+        method if isinstance(method, str) else "rename",
+        digest if isinstance(digest, str) else None,
+        (ident[0], ident[1], ident[2], ident[3]) if whole else None,
+    )
+
+
+def _header(data: dict[str, Any]) -> Header:
+    if data.get("op") == "torn":  # how a torn header has always been spelled
+        return TornHeader()
+    try:
+        return RunHeader(
+            op=Op(data["op"]),
+            run_id=str(data.get("run_id") or Path(data["run_dir"]).name),
+            run_dir=data["run_dir"],
+            store=data["store"],
+            manifest=Provenance.from_json(data.get("manifest")),
+            created_ns=int(data["created_ns"]),
+            moves=tuple(Move(m["src"], m["dst"], Role(m["role"]), FileFacts(**m["facts"])) for m in data["moves"]),
+            keep=data.get("keep"),
+            displaced_run_dir=data.get("displaced_run_dir"),
+            token=str(data.get("token") or ""),
+            max_age_s=data.get("max_age_s"),
+            store_id=(int(data["store_id"][0]), int(data["store_id"][1])) if data.get("store_id") else None,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        run_id = data.get("run_id")
+        why = f"cannot be read as a run ({type(exc).__name__}: {exc})"
+        return UnreadableHeader(str(data.get("op", "run")), run_id if isinstance(run_id, str) else None, why)
+
+
+def _header_json(header: RunHeader) -> dict[str, Any]:
+    moves = [{"src": m.src, "dst": m.dst, "role": m.role.value, "facts": asdict(m.facts)} for m in header.moves]
+    return {
+        "op": header.op.value,
+        "run_id": header.run_id,
+        "run_dir": header.run_dir,
+        "store": header.store,
+        "manifest": asdict(header.manifest),
+        "created_ns": header.created_ns,
+        "moves": moves,
+        "keep": header.keep,
+        "displaced_run_dir": header.displaced_run_dir,
+        "token": header.token,
+        "max_age_s": header.max_age_s,
+        "store_id": list(header.store_id) if header.store_id else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -236,7 +327,7 @@ class Pending:
 
 def pending_run(store_root: str) -> Pending | None:
     """The interrupted run on this store, if its journal is there (read-only; an unreadable journal
-    reports as op "unreadable")."""
+    reports as op "unreadable", a torn one as "torn", a header that is not a run by the op it names)."""
     try:
         found = read_journal(journal_path(store_root))
     except JournalError:
@@ -244,4 +335,8 @@ def pending_run(store_root: str) -> Pending | None:
     if found is None:
         return None
     header = found[0]
-    return Pending(str(header.get("op", "run")), header.get("run_id"))
+    if isinstance(header, TornHeader):
+        return Pending("torn", None)
+    if isinstance(header, UnreadableHeader):
+        return Pending(header.op, header.run_id)
+    return Pending(header.op.value, header.run_id)

@@ -28,7 +28,7 @@ class Unsettled(Exception):
     """The entry did move (``method``, ``digest``), but a step after the move failed (an fsync of its
     folders): the run records the move, then stops with ``error``."""
 
-    def __init__(self, method: str, digest: str | None, identity: list[int] | None, error: OSError) -> None:
+    def __init__(self, method: str, digest: str | None, identity: tuple[int, int, int, int] | None, error: OSError) -> None:
         super().__init__(str(error))
         self.method = method
         self.digest = digest
@@ -104,13 +104,13 @@ class Trees:
         self.close()
 
 
-def placed_identity(tree: Tree, move: Move) -> list[int] | None:
+def placed_identity(tree: Tree, move: Move) -> tuple[int, int, int, int] | None:
     """(device, inode, size, mtime_ns) of what a move put at its destination in ``tree``."""
     st = tree.lstat(move.name)
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns] if st is not None else None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
 
 
-def move_entry(header: RunHeader, index: int, move: Move, trees: Trees) -> tuple[str, str | None, list[int] | None]:
+def move_entry(header: RunHeader, index: int, move: Move, trees: Trees) -> tuple[str, str | None, tuple[int, int, int, int] | None]:
     """Move one entry, never following a link (a link is moved as a link), never replacing anything.
 
     Returns the method, the sha256 of the moved bytes when known without reading them again (a copy
@@ -157,7 +157,7 @@ def move_entry(header: RunHeader, index: int, move: Move, trees: Trees) -> tuple
     return "rename", move.facts.sha256, identity
 
 
-def _sync(src_fd: int, dst_fd: int, method: str, digest: str | None, identity: list[int] | None) -> None:
+def _sync(src_fd: int, dst_fd: int, method: str, digest: str | None, identity: tuple[int, int, int, int] | None) -> None:
     try:
         os.fsync(dst_fd)
         os.fsync(src_fd)

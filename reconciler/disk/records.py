@@ -1,15 +1,18 @@
 """The plain values of a journaled run: what a run is (:class:`Op`), why one entry moves
-(:class:`Role`), one intended move (:class:`Move`) and the whole run as journaled before it starts
-(:class:`RunHeader`). Values only: this module moves nothing and imports none of the modules that do
-(``moves``, ``copying``, ``transfer``), so every one of them, and the API that builds runs, can import it.
+(:class:`Role`), one intended move (:class:`Move`), the whole run as journaled before it starts
+(:class:`RunHeader`), and every other record a journal holds (:class:`MoveDone`, :class:`MoveSkipped`,
+:class:`RunAbandoned`; :class:`TornHeader` and :class:`UnreadableHeader` for a header that is not a run).
+
+Values only: this module moves nothing, reads and writes no file, and imports none of the modules that
+do (``moves``, ``copying``, ``transfer``), so every one of them, and the API that builds runs, can import
+it. How a record is written as a JSON line, and read back, is ``journal.py``'s alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 from ..base.layout import temp_name
 from ..read.scan import FileFacts
@@ -51,13 +54,6 @@ class Move:
         """Journal key: a name can be both displaced and restored in one run."""
         return f"{self.role.value}:{self.name}"
 
-    def to_json(self) -> dict[str, Any]:
-        return {"src": self.src, "dst": self.dst, "role": self.role.value, "facts": asdict(self.facts)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Move:
-        return cls(data["src"], data["dst"], Role(data["role"]), FileFacts(**data["facts"]))
-
 
 @dataclass(frozen=True)
 class RunHeader:
@@ -82,35 +78,52 @@ class RunHeader:
         """The temporary name move ``index`` copies to, beside its destination."""
         return temp_name(self.token, index)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "op": self.op.value,
-            "run_id": self.run_id,
-            "run_dir": self.run_dir,
-            "store": self.store,
-            "manifest": asdict(self.manifest),
-            "created_ns": self.created_ns,
-            "moves": [m.to_json() for m in self.moves],
-            "keep": self.keep,
-            "displaced_run_dir": self.displaced_run_dir,
-            "token": self.token,
-            "max_age_s": self.max_age_s,
-            "store_id": list(self.store_id) if self.store_id else None,
-        }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunHeader:
-        return cls(
-            op=Op(data["op"]),
-            run_id=str(data.get("run_id") or Path(data["run_dir"]).name),
-            run_dir=data["run_dir"],
-            store=data["store"],
-            manifest=Provenance.from_json(data.get("manifest")),
-            created_ns=int(data["created_ns"]),
-            moves=tuple(Move.from_json(m) for m in data["moves"]),
-            keep=data.get("keep"),
-            displaced_run_dir=data.get("displaced_run_dir"),
-            token=str(data.get("token") or ""),
-            max_age_s=data.get("max_age_s"),
-            store_id=(int(data["store_id"][0]), int(data["store_id"][1])) if data.get("store_id") else None,
-        )
+@dataclass(frozen=True)
+class MoveDone:
+    """The journal record of a completed move (written by a run, or by recovery from the disk): how
+    it moved (``rename`` or ``copy``), the sha256 of the moved bytes when known without reading them
+    again, and the placed entry's (device, inode, size, mtime_ns) when it could be seen. For a rename,
+    ``sha256`` is the scan's (if it hashed): never take it for a hash of the bytes now in place."""
+
+    key: str  # :attr:`Move.key`
+    method: str
+    sha256: str | None
+    identity: tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True)
+class MoveSkipped:
+    """The journal record of a move that was not made, and why (the entry stays where it was)."""
+
+    key: str  # :attr:`Move.key`
+    why: str
+
+
+@dataclass(frozen=True)
+class RunAbandoned:
+    """The last record of a journal that ``recover --abandon`` kept aside: a journal holding one is
+    never replayed (it is refused when read)."""
+
+    ns: int  # when it was abandoned
+
+
+@dataclass(frozen=True)
+class TornHeader:
+    """What a journal with no complete line reads as: the crash came while its header was written,
+    before any move. Not a run: it names no move and no run folder."""
+
+
+@dataclass(frozen=True)
+class UnreadableHeader:
+    """A header line that starts a journal but cannot be read as a run: ``op`` and ``run_id`` are
+    what it says of itself (for the read-only report of a pending run), ``why`` the refusal that
+    recovery raises. Never acted on."""
+
+    op: str
+    run_id: str | None
+    why: str
+
+
+Header: TypeAlias = RunHeader | TornHeader | UnreadableHeader  # the first line of a journal
+Record: TypeAlias = MoveDone | MoveSkipped | RunAbandoned  # every line after it

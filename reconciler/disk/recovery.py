@@ -15,18 +15,17 @@ import stat
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from ..base.errors import JournalError
 from ..base.fsops import DIR_FLAGS, Tree, fsync_dir, rename_noreplace, split, unsafe_name
 from ..base.hashing import file_sha256
 from ..base.layout import INDEX_NAME, journal_path
 from .catalogue import BackupRun, Entry, Provenance, Status, StoreId, list_runs, open_backup_root, read_run, write_index
-from .journal import ABANDONED, Journal, StoreLock, read_journal
+from .journal import Journal, StoreLock, read_journal
 from .moves import Trees, placed_identity
-from .records import Move, Op, Role, RunHeader
+from .records import Move, MoveDone, MoveSkipped, Op, Role, RunAbandoned, RunHeader, TornHeader, UnreadableHeader
 from .retention import owned
-from .transfer import RunState, done_record, run_moves
+from .transfer import RunState, run_moves
 
 
 @dataclass(frozen=True)
@@ -50,11 +49,10 @@ class Abandoned:
     runs: tuple[str, ...]
 
 
-def _header(path: Path, raw: dict[str, Any], store_root: str) -> RunHeader:
-    try:
-        header = RunHeader.from_json(raw)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise JournalError(str(path), f"cannot be read as a run ({type(exc).__name__}: {exc})") from None
+def _header(path: Path, header: RunHeader | UnreadableHeader, store_root: str) -> RunHeader:
+    """The journal's run, refused (JournalError) unless it is one a run of this store would make."""
+    if isinstance(header, UnreadableHeader):
+        raise JournalError(str(path), header.why)
     if os.path.realpath(header.store) != os.path.realpath(store_root):
         raise JournalError(str(path), f"names another store ({header.store})")
     for move in header.moves:
@@ -88,18 +86,18 @@ def recover(store_root: str, lock: StoreLock, backup_root: Path) -> Recovery | N
     found = read_journal(path)
     if found is None:
         return None
-    raw, records = found
-    if raw["op"] == "torn":  # crashed while writing the header, before any run folder was made
+    found_header, records = found
+    if isinstance(found_header, TornHeader):  # crashed while writing the header, before any run folder was made
         unfinished = [r.run_id for r in unfinished_runs(store_root, backup_root)]
         if unfinished:
             raise JournalError(str(path), f"is torn, yet unfinished backup runs of this store exist ({', '.join(unfinished)})")
         os.unlink(path)
         fsync_dir(path.parent)
         return Recovery("torn", None)
-    header = _header(path, raw, store_root)
+    header = _header(path, found_header, store_root)
     state = RunState(
-        done={r["key"]: r for r in records if r.get("type") == "done" and "key" in r},
-        skipped={r["key"]: str(r.get("why", "")) for r in records if r.get("type") == "skip" and "key" in r},
+        done={r.key: r for r in records if isinstance(r, MoveDone)},
+        skipped={r.key: r.why for r in records if isinstance(r, MoveSkipped)},
     )
     settled = all(m.key in state.done or m.key in state.skipped for m in header.moves)
     for run_dir in (header.run_dir if header.op is Op.APPLY else None, header.displaced_run_dir):
@@ -119,8 +117,8 @@ def recover(store_root: str, lock: StoreLock, backup_root: Path) -> Recovery | N
             record = _settle(header, index, move, trees)  # completed by the crashed run (or in conflict), not yet recorded
             if record is not None:
                 journal.record(record)
-                if record["type"] == "skip":
-                    state.skipped[move.key] = record["why"]
+                if isinstance(record, MoveSkipped):
+                    state.skipped[move.key] = record.why
                 else:
                     state.done[move.key] = record
         already = state.done_names()
@@ -129,7 +127,7 @@ def recover(store_root: str, lock: StoreLock, backup_root: Path) -> Recovery | N
     return Recovery(header.op.value, header.run_id, finished, already, outcome.skipped)
 
 
-def _settle(header: RunHeader, index: int, move: Move, trees: Trees) -> dict[str, Any] | None:
+def _settle(header: RunHeader, index: int, move: Move, trees: Trees) -> MoveDone | MoveSkipped | None:
     """Bring a half-done move to a clean state: a done record if it had completed, a skip record if
     source and destination both exist and differ (neither is ever deleted), else None (redo)."""
     source, dest = trees.ends(move, create=False)
@@ -145,16 +143,16 @@ def _settle(header: RunHeader, index: int, move: Move, trees: Trees) -> dict[str
     if not src_here:
         same_fs = source is not None and os.fstat(source.fd).st_dev == os.fstat(dest.fd).st_dev
         method = "rename" if same_fs else "copy"
-        return done_record(move, method, None, placed_identity(dest, move))
+        return MoveDone(move.key, method, None, placed_identity(dest, move))
     assert source is not None
     src_fd = source.dir(parent)
     if _same_content(src_fd, dest.dir(parent), base, move.facts.kind):  # copy in place; the original not yet unlinked
         os.unlink(base, dir_fd=src_fd)
         os.fsync(src_fd)
-        return done_record(move, "copy", None, placed_identity(dest, move))
+        return MoveDone(move.key, "copy", None, placed_identity(dest, move))
     # e.g. an interrupted restore, after which the user put a new copy of the model in place
     where = (os.path.join(source.path, move.name), os.path.join(dest.path, move.name))
-    return {"type": "skip", "key": move.key, "why": f"both {where[0]} and {where[1]} exist and differ; neither was touched"}
+    return MoveSkipped(move.key, f"both {where[0]} and {where[1]} exist and differ; neither was touched")
 
 
 def _dir(tree: Tree | None, parent: str) -> int | None:
@@ -205,7 +203,7 @@ def abandon(store_root: str, lock: StoreLock, backup_root: Path) -> Abandoned | 
     places: list[tuple[str, str]] = []
     try:
         found = read_journal(path)
-        header = _header(path, found[0], store_root) if found and found[0].get("op") != "torn" else None
+        header = _header(path, found[0], store_root) if found and not isinstance(found[0], TornHeader) else None
     except JournalError:
         header = None
     if header is not None:
@@ -227,7 +225,7 @@ def _seal(path: Path) -> None:
     except JournalError:
         return  # not a journal this user could have written: nothing to replay from it either
     try:
-        journal.record({"type": ABANDONED, "ns": time.time_ns()})
+        journal.record(RunAbandoned(time.time_ns()))
     except OSError:
         pass
     finally:

@@ -1,8 +1,9 @@
 """The journaled transfer engine: carry out a list of moves so that no file is ever lost, and finish
 (roll forward, in ``recovery.py``) a list a crash interrupted.
 
-Both apply and restore are a :class:`RunHeader`: every intended :class:`Move`, written to the
-journal before the first one. After each move a ``done`` record is appended. Within one filesystem a
+Both apply and restore are a :class:`~.records.RunHeader`: every intended :class:`~.records.Move`,
+written to the journal before the first one. After each move a :class:`~.records.MoveDone` record is
+appended (a :class:`~.records.MoveSkipped` one for a move not made). Within one filesystem a
 move is one rename that never replaces (no data copied); across filesystems (or when the kernel says
 EXDEV) it is a copy to a temporary name the tool creates (hashing on the way), fsync, verify, a
 check that the source did not change meanwhile, a rename into place that never replaces, then the
@@ -25,7 +26,6 @@ import secrets
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from ..base.errors import ApplyError, PendingRunError
 from ..base.layout import journal_path
@@ -35,13 +35,12 @@ from .catalogue import BackupRun, Entry, Status, StoreId, mark_restored, remove_
 from .copying import Skip
 from .journal import Journal, StoreLock
 from .moves import Trees, Unsettled, move_entry
-from .records import Move, Op, Role, RunHeader
+from .records import Move, MoveDone, MoveSkipped, Op, Role, RunHeader
 from .retention import Retention, prune_runs, remove_if_empty
 
 __all__ = [
     "Outcome",
     "RunState",
-    "done_record",
     "execute",
     "run_moves",
 ]
@@ -73,7 +72,7 @@ class RunState:
         """(name, why) of every skipped move."""
         return tuple((_name_of(k), why) for k, why in self.skipped.items())
 
-    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    done: dict[str, MoveDone] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
 
@@ -87,7 +86,7 @@ def execute(header: RunHeader, lock: StoreLock, progress: Progress | None = None
         header = replace(header, token=header.token or secrets.token_hex(4), store_id=trees.store.identity())
         trees.header = header
         try:
-            journal = Journal.begin(path, header.to_json())
+            journal = Journal.begin(path, header)
         except FileExistsError:
             raise PendingRunError(str(path)) from None
         except OSError as exc:
@@ -101,10 +100,10 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
 
     def skip(move: Move, why: str) -> None:
         state.skipped[move.key] = why
-        journal.record({"type": "skip", "key": move.key, "why": why})
+        journal.record(MoveSkipped(move.key, why))
 
     error = ""
-    group: list[dict[str, Any]] = []
+    group: list[MoveDone] = []
 
     def commit() -> str:
         """Group commit: fsync every folder the group's renames changed, then record the whole group
@@ -121,7 +120,7 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
             failure = f"{len(group)} files were moved, but syncing their folders failed: {exc.strerror or exc}; the run stopped there"
         trees.unsynced.clear()
         journal.record_many(group)
-        state.done.update((r["key"], r) for r in group)
+        state.done.update((r.key, r) for r in group)
         group.clear()
         faults.step("recorded")
         return failure
@@ -146,7 +145,7 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
             continue
         except Unsettled as unsettled:
             commit()
-            record = done_record(move, unsettled.method, unsettled.digest, unsettled.identity)
+            record = MoveDone(move.key, unsettled.method, unsettled.digest, unsettled.identity)
             journal.record(record)
             state.done[move.key] = record
             failure = unsettled.error.strerror or str(unsettled.error)
@@ -162,7 +161,7 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
                 f"moving {move.name} failed: {exc.strerror or exc}; it is still whole where it was. Moved before the failure: {moved_names}"
             ) + (f"; {synced}" if synced else "")
             break
-        record = done_record(move, method, digest, identity)
+        record = MoveDone(move.key, method, digest, identity)
         if method == "rename":
             trees.progress.advance(move.facts.size if move.facts.kind == "file" else 0)
             group.append(record)
@@ -187,21 +186,14 @@ def run_moves(header: RunHeader, journal: Journal, state: RunState, trees: Trees
     return Outcome(moved, state.skips(), pruned, error, displaced)
 
 
-def done_record(move: Move, method: str, digest: str | None, identity: list[int] | None) -> dict[str, Any]:
-    """The journal record of a completed move (written by a run, or by recovery from the disk)."""
-    return {"type": "done", "key": move.key, "method": method, "sha256": digest, "identity": identity}
-
-
 def _name_of(key: str) -> str:
     """The store-relative name in a journal key (``role:name``, see :attr:`Move.key`)."""
     return key.split(":", 1)[1]
 
 
-def _entry(move: Move, record: dict[str, Any]) -> Entry:
+def _entry(move: Move, record: MoveDone) -> Entry:
     f = move.facts
-    ident = record.get("identity")
-    identity = (ident[0], ident[1], ident[2], ident[3]) if isinstance(ident, list) and len(ident) == 4 else None
-    return Entry(f.name, f.kind, f.size, record.get("sha256"), f.link_target, record.get("method", "rename"), identity=identity)
+    return Entry(f.name, f.kind, f.size, record.sha256, f.link_target, record.method, identity=record.identity)
 
 
 def _finalise(header: RunHeader, state: RunState, trees: Trees, failed: bool) -> tuple[str, ...]:

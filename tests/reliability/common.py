@@ -24,6 +24,7 @@ from reconciler.base.errors import ExitCode
 from reconciler.base.layout import INDEX_NAME, TEMP_PREFIX, journal_path
 from reconciler.demo import EXAMPLE_STORE, build_store, fill
 from reconciler.disk.journal import read_journal
+from reconciler.disk.records import RunHeader
 
 from ..conftest import BIN, EXAMPLE_MANIFEST
 
@@ -90,12 +91,9 @@ def in_flight(store: Path) -> set[str]:
     if found is None:
         return set()
     header, records = found
-    done = {r["key"] for r in records if r.get("type") in ("done", "skip")}
-    return {
-        m["facts"]["name"]
-        for m in header.get("moves", [])
-        if f"{m['role']}:{m['facts']['name']}" not in done and os.path.lexists(m["src"]) and os.path.lexists(m["dst"])
-    }
+    done = {r.key for r in records}  # done or skipped
+    moves = header.moves if isinstance(header, RunHeader) else ()
+    return {m.name for m in moves if m.key not in done and os.path.lexists(m.src) and os.path.lexists(m.dst)}
 
 
 def assert_each_exactly_once(before: dict[str, str], store: Path, backup_root: Path, context: str) -> None:

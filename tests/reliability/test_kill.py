@@ -18,6 +18,7 @@ import pytest
 from reconciler.base.errors import ExitCode
 from reconciler.base.layout import INDEX_NAME
 from reconciler.disk.journal import read_journal
+from reconciler.disk.records import MoveDone, RunHeader
 
 from .common import (
     DEMO_KEPT,
@@ -175,8 +176,8 @@ def classify(case: Case) -> str:
     found = read_journal(journal_of(case.store))
     if found is not None:
         header, records = found
-        done = sum(1 for r in records if r.get("type") == "done")
-        return f"mid-run ({done} of {len(header.get('moves', []))} moves recorded)"
+        done = sum(1 for r in records if isinstance(r, MoveDone))
+        return f"mid-run ({done} of {len(header.moves) if isinstance(header, RunHeader) else 0} moves recorded)"
     runs = [p for p in case.backup_root.iterdir() if p.is_dir()] if case.backup_root.exists() else []
     if not runs:
         assert originals(case.store) == case.before, "no journal, no backup run, yet the store changed"
