@@ -34,10 +34,10 @@ TEMP_PREFIX = TOOL_PREFIX + "tmp-"
 
 def is_control_name(name: str) -> bool:
     """Whether a store-relative ``name`` is a file ocr-reconcile keeps for some store (a store nested
-    inside another has its lock, journal and backups there): never planned as an unmanaged file."""
-    first = name.split("/", 1)[0]
+    inside another, at any depth, has its lock, journal and backups beside it): never planned as an
+    unmanaged file."""
     ours = (LOCK_SUFFIX, JOURNAL_SUFFIX, BACKUP_SUFFIX, HASH_CACHE_SUFFIX, DOWNLOADS_SUFFIX)
-    return first.endswith(ours) or name.rpartition("/")[2].startswith(TOOL_PREFIX)
+    return any(part.endswith(ours) for part in name.split("/")) or name.rpartition("/")[2].startswith(TOOL_PREFIX)
 
 
 def _beside(store_root: str, suffix: str) -> Path:
