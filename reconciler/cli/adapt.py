@@ -7,7 +7,7 @@ patched on import: the CLI's entry point calls :func:`install` (and the tests' r
   ``int``, ``float`` and ``bool`` (optional, or lists of them), which need no schema engine, so
   :func:`_runtime_param` coerces those itself and hands anything else to Typer unchanged. Typer is
   pinned to the releases this is tested with (pyproject.toml); if one renames a hook, nothing breaks
-  for users (the patch is skipped and start-up is slower), but ``tests/test_startup.py`` fails, naming it.
+  for users (the patch is skipped and start-up is slower), but ``tests/cli/test_startup.py`` fails, naming it.
 * Help without ``<bool>`` after flags and with ``<path>`` for ``list[Path]`` arguments.
 
 Part of the CLI layer; must not be used for anything but parsing this tool's own options.

@@ -24,7 +24,7 @@ BACKENDS = ("auto", "aspose", "directory")
 # The engine's data folder under LocalApplicationData (measured; see docs/engine.md).
 ENGINE_SUBDIR = os.path.join("Aspose.AI.LLM", "models")
 # Unlicensed, list_local() keeps only files of this name, compared as .NET's OrdinalIgnoreCase does
-# under invariant globalization: ASCII letters only (measured; tests/test_engine.py re-checks it).
+# under invariant globalization: ASCII letters only (measured; tests/read/test_engine.py re-checks it).
 EVALUATION_MODEL = "Llama-3.2-3B-Instruct-Q4_K_M.gguf"
 
 

@@ -24,7 +24,7 @@ from reconciler.cli.app import app
 from reconciler.demo import build_store
 from reconciler.disk.faults import hooked
 
-from .conftest import BIN, manifest_doc, tree_digest
+from ..conftest import BIN, manifest_doc, tree_digest
 
 STALE = {"latest.gguf", "mistral-7b-v0.1.Q2_K.gguf", "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf", "phi-2.Q4_K_M.gguf"}
 

@@ -17,7 +17,7 @@ from reconciler.cli.app import app
 from reconciler.decide.planfile import checksum
 from reconciler.read.manifest import load_schema
 
-from .conftest import tree_digest
+from ..conftest import tree_digest
 
 
 def assert_plan_schema(doc: Any) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import reconciler
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 # lower to higher; a module may import its own layer and those below it
 LAYERS = ("base", "read", "decide", "disk", "api", "render", "reconciler", "cli")

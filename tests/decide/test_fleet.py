@@ -19,7 +19,7 @@ from reconciler.read.manifest import parse_manifest
 from reconciler.read.scan import FileFacts, StoreScan
 from reconciler.render import plans as render
 
-from .conftest import EXAMPLE_MANIFEST, LLAMA, run_cli, tree_digest
+from ..conftest import EXAMPLE_MANIFEST, LLAMA, run_cli, tree_digest
 from .test_planfile import assert_plan_schema
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -27,7 +27,7 @@ GiB = 1024**3
 
 
 def golden(name: str, text: str) -> None:
-    """Compare with tests/golden/NAME; UPDATE_GOLDEN=1 rewrites it (review the diff!)."""
+    """Compare with tests/decide/golden/NAME; UPDATE_GOLDEN=1 rewrites it (review the diff!)."""
     path = GOLDEN / name
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(text)

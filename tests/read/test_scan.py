@@ -14,7 +14,7 @@ import pytest
 from reconciler.read.scan import scan_store
 from reconciler.read.stores import DirectoryStore
 
-from .reliability.in_child import in_child
+from ..reliability.in_child import in_child
 
 NOBODY = 65534
 UNREADABLE = "subfolder 'locked' is not readable; its files were not scanned"

@@ -35,8 +35,8 @@ from reconciler.decide.planfile import checksum, plan_doc
 from reconciler.disk.retention import Retention
 from reconciler.read.manifest import load_schema
 
-from .conftest import ROOT, run_cli, tree_digest
-from .test_planfile import assert_plan_schema
+from ..conftest import ROOT, run_cli, tree_digest
+from ..decide.test_planfile import assert_plan_schema
 
 PACKAGE = ROOT / "reconciler"
 FRONT_ENDS = ("cli", "render")  # the CLI layer's folders: the only modules that may name flags

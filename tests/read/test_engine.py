@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import BIN, LLAMA, run_cli, tree_digest
-from .test_planfile import assert_plan_schema
+from ..conftest import BIN, LLAMA, run_cli, tree_digest
+from ..decide.test_planfile import assert_plan_schema
 
 pytestmark = pytest.mark.engine
 

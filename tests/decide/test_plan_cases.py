@@ -1,5 +1,5 @@
 """Data-driven planner cases, in the manner of pyinfra's ``tests/operations/<op>/*.json``: one folder
-per behaviour under ``tests/cases/plan/``, each turned into one test (``tests/cases/plan/README.md``
+per behaviour under ``tests/decide/cases/plan/``, each turned into one test (``tests/decide/cases/plan/README.md``
 says how to add one).
 
 A case is ``manifest.yaml`` (a real manifest, validated by the schema), ``scan.json`` (the scanned

@@ -20,8 +20,8 @@ import yaml
 from reconciler.base.errors import ExitCode
 from reconciler.demo import build_store
 
-from .conftest import EXAMPLE_MANIFEST, LLAMA, ROOT, run_cli, tree_digest
-from .model_server import ModelServer
+from ..conftest import EXAMPLE_MANIFEST, LLAMA, ROOT, run_cli, tree_digest
+from ..model_server import ModelServer
 
 BIN = Path(sys.executable).parent
 PLAYBOOKS = ROOT / "ansible" / "playbooks"

@@ -15,8 +15,8 @@ from reconciler.base.errors import ExitCode
 from reconciler.base.layout import INDEX_NAME, default_backup_root
 from reconciler.cli.app import app
 
-from .conftest import EXAMPLE_MANIFEST, run_cli, tree_digest
-from .test_fleet import write_snapshots
+from ..conftest import EXAMPLE_MANIFEST, run_cli, tree_digest
+from ..decide.test_fleet import write_snapshots
 
 
 def test_plan_exits_0_unless_asked_for_detailed_codes(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
@@ -203,7 +203,7 @@ def test_apply_says_how_much_space_it_really_freed(
 
 
 def test_a_backup_on_another_filesystem_frees_what_it_moved(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:
-    from .reliability.common import second_filesystem
+    from ..reliability.common import second_filesystem
 
     with second_filesystem() as other:
         if other is None:

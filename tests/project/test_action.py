@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from .conftest import BIN, EXAMPLE_MANIFEST, ROOT
-from .test_fleet import write_snapshots
+from ..conftest import BIN, EXAMPLE_MANIFEST, ROOT
+from ..decide.test_fleet import write_snapshots
 
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 

@@ -16,8 +16,8 @@ import yaml
 
 from reconciler.demo import build_store
 
-from .conftest import BIN, EXAMPLE_MANIFEST, ROOT, run_cli, tree_digest
-from .test_fleet import write_snapshots
+from ..conftest import BIN, EXAMPLE_MANIFEST, ROOT, run_cli, tree_digest
+from ..decide.test_fleet import write_snapshots
 
 
 def workflow() -> dict[str, object]:

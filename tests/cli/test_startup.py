@@ -82,7 +82,7 @@ def _loaded_by_command(args: tuple[str, ...], watch: tuple[str, ...]) -> list[st
 def test_reading_commands_import_no_mutation_code_and_no_pydantic(tmp_path: Path) -> None:
     """Typer 0.29 coerces values through pydantic (~80 ms); cli_typer does it for the CLI's plain types."""
     subprocess.run([sys.executable, "-m", "reconciler.demo", str(tmp_path / "demo")], check=True, capture_output=True, timeout=120)
-    manifest = Path(__file__).parent.parent / "manifests" / "example.yaml"
+    manifest = Path(__file__).parents[2] / "manifests" / "example.yaml"
     for args in READ_ONLY:
         filled = tuple(a.format(manifest=manifest, store=tmp_path / "demo" / "models") for a in args)
         assert _loaded_by_command(filled, (*MUTATION, "pydantic", "aspose")) == [], filled
@@ -91,7 +91,7 @@ def test_reading_commands_import_no_mutation_code_and_no_pydantic(tmp_path: Path
 def test_apply_imports_the_mutation_code_the_probe_watches(tmp_path: Path) -> None:
     """The probe above can fail: a command that mutates is seen importing what it watches."""
     subprocess.run([sys.executable, "-m", "reconciler.demo", str(tmp_path / "demo")], check=True, capture_output=True, timeout=120)
-    manifest = Path(__file__).parent.parent / "manifests" / "example.yaml"
+    manifest = Path(__file__).parents[2] / "manifests" / "example.yaml"
     args = ("apply", "--yes", str(manifest), "--store", str(tmp_path / "demo" / "models"), "--backend", "directory")
     assert set(_loaded_by_command(args, MUTATION)) >= {"reconciler.api.apply", "reconciler.disk.transfer", "reconciler.disk.moves"}
 
@@ -132,7 +132,7 @@ def test_streamed_plan_json_is_the_compact_document_byte_for_byte(tmp_path: Path
     from reconciler.decide.plan import FleetPlan
     from reconciler.render import plans as render
 
-    from .conftest import manifest_doc
+    from ..conftest import manifest_doc
 
     store = tmp_path / "models"
     store.mkdir()

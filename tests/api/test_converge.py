@@ -18,7 +18,7 @@ from reconciler.api.apply import apply_plan
 from reconciler.base.layout import lock_path
 from reconciler.decide.planfile import checksum
 
-from .conftest import LLAMA, run_cli, tree_digest
+from ..conftest import LLAMA, run_cli, tree_digest
 
 BLOB = b"a model from the mirror\n" * 1000
 

@@ -15,7 +15,7 @@ import yaml
 
 from reconciler.demo import build_store
 
-from .conftest import EXAMPLE_MANIFEST, ROOT
+from ..conftest import EXAMPLE_MANIFEST, ROOT
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the fresh environment is laid out as on Linux")
 

@@ -15,7 +15,7 @@ from reconciler.base.errors import ManifestError
 from reconciler.read.manifest import MAX_MANIFEST_BYTES, load_manifest, manifest_schema, parse_manifest
 from reconciler.read.patterns import explain_name
 
-from .conftest import EXAMPLE_MANIFEST
+from ..conftest import EXAMPLE_MANIFEST
 
 HEAD = "apiVersion: ocr-reconcile/v1\nkind: ModelState\nmetadata: {name: t}\n"
 

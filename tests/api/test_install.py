@@ -19,8 +19,8 @@ import yaml
 from reconciler.base.errors import ExitCode
 from reconciler.base.layout import downloads_path
 
-from .conftest import LLAMA, run_cli, tree_digest
-from .model_server import ModelServer
+from ..conftest import LLAMA, run_cli, tree_digest
+from ..model_server import ModelServer
 
 SIZE = 3 * 1024 * 1024 + 7
 
@@ -295,7 +295,7 @@ def test_installs_show_in_check_and_in_fleet_plans(server: ModelServer, empty_st
 
 
 def test_on_a_terminal_each_download_has_its_bar_under_the_total(empty_store: Path, tmp_path: Path) -> None:
-    from .conftest import run_with_stderr_on_a_terminal
+    from ..conftest import run_with_stderr_on_a_terminal
 
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -324,7 +324,7 @@ def test_proxies_come_from_the_environment(server: ModelServer, empty_store: Pat
 def test_no_room_on_the_store_filesystem_is_refused_before_the_first_byte(server: ModelServer, tmp_path: Path) -> None:
     """A store on a 1 MiB tmpfs: with the size known the plan says so (exit 4 on apply); without it,
     the download stops at the Content-Length, before any byte of the body is read."""
-    from .reliability.common import small_filesystem
+    from ..reliability.common import small_filesystem
 
     gguf = _blob("roomy", 3 * 1024 * 1024)
     url = server.add("/m.gguf", gguf)

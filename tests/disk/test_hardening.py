@@ -18,7 +18,7 @@ from reconciler.base.layout import INDEX_NAME, lock_path
 from reconciler.cli.app import app
 from reconciler.decide.planfile import checksum
 
-from .conftest import LLAMA, tree_digest
+from ..conftest import LLAMA, tree_digest
 
 
 def test_a_symlink_planted_at_the_lock_path_is_never_followed(runner: CliRunner, store: Path, write_manifest: Callable[..., Path]) -> None:

@@ -303,7 +303,7 @@ def test_on_a_terminal_the_bar_goes_to_stderr_and_stdout_gets_only_the_document(
 ) -> None:
     """stdout redirected to a file, stderr a terminal: the Rich bar is drawn on the terminal, and the
     file holds the JSON document alone (Rich's own console would write to stdout)."""
-    from .conftest import run_with_stderr_on_a_terminal
+    from ..conftest import run_with_stderr_on_a_terminal
 
     manifest = _pinned(write_manifest, _digest(big))
     with open(tmp_path / "plan.json", "wb") as out:

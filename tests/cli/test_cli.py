@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from reconciler.base.errors import ExitCode
 from reconciler.cli.app import app
 
-from .conftest import EXAMPLE_MANIFEST, tree_digest
-from .test_planfile import assert_plan_schema
+from ..conftest import EXAMPLE_MANIFEST, tree_digest
+from ..decide.test_planfile import assert_plan_schema
 
 
 def test_exit_codes_are_pinned() -> None:

@@ -14,7 +14,7 @@ from reconciler.base.hashing import file_sha256
 from reconciler.base.layout import INDEX_NAME, default_backup_root
 from reconciler.disk.catalogue import find_run, list_runs
 
-from .conftest import tree_digest
+from ..conftest import tree_digest
 
 STALE = {"latest.gguf", "mistral-7b-v0.1.Q2_K.gguf", "old/Llama-3.1-8B-Instruct-Q4_K_M.gguf", "phi-2.Q4_K_M.gguf"}
 

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from reconciler.cli.app import app
 
-from .conftest import run_cli, tree_digest
-from .test_manifest import BAD_NAMES, CASES, HEAD, _yaml_str
-from .test_planfile import assert_plan_schema
+from ..conftest import run_cli, tree_digest
+from ..decide.test_planfile import assert_plan_schema
+from ..read.test_manifest import BAD_NAMES, CASES, HEAD, _yaml_str
 
 
 def test_plan_apply_restore_round_trip(store: Path, write_manifest: Callable[..., Path]) -> None:

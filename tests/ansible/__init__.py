@@ -1,0 +1,1 @@
+"""Tests of the Ansible collection (ansible/) with real ansible-playbook runs."""

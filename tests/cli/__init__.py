@@ -1,0 +1,1 @@
+"""Tests of the command line (reconciler/cli/): commands, help, conventions, start-up cost, a real process."""

@@ -1,0 +1,1 @@
+"""Tests of the project as a whole: its layers, packaging, CI integration and docs examples."""
