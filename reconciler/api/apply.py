@@ -11,7 +11,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace as replace_plan
 from pathlib import Path
 
-from ..base.errors import ApplyError
+from ..base.errors import ApplyError, UsageError
 from ..base.progress import Progress
 from ..decide.plan import Action, Plan, refuse_unapplicable
 from ..disk.catalogue import Entry, Provenance, new_run_id
@@ -59,6 +59,8 @@ def apply_plan(
     the index then lists exactly what moved, and everything else is untouched in the store.
     """
     lock.check(plan.scan.root)
+    if not plan.scan.live:
+        raise UsageError("this plan was read from a document; apply the fresh plan made under the lock")
     refuse_unapplicable(plan, backup_root)
     if not plan.has_changes:
         return ApplyResult(run_id=None, run_dir=None)

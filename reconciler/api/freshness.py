@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..base.errors import ManifestError, StalePlanError, UsageError
 from ..decide.plan import FleetPlan, Plan, guards_for, make_plan
@@ -42,10 +43,13 @@ def check_fresh(was: Plan, fresh: Plan, same_backend: bool, subject: str = "save
         raise StalePlanError(differences, subject)
 
 
-def same_folder(saved: SavedPlan, root: str) -> bool:
+def same_folder(saved: SavedPlan, root: str, declared: Path | None = None) -> bool:
     """Whether the store folder at ``root`` is the one ``saved`` was made for, by its inode (recorded
-    since plan format 1.3), without scanning it: checked before a lock file is made beside it. False
-    for an older document, which must then be verified whole."""
+    since plan format 1.3) and, when the manifest names its store (``declared``), by that path, without
+    scanning it: checked before a lock file is made beside it. False for an older document, which must
+    then be verified whole. An inode tells a replaced folder; it does not authenticate a plan."""
+    if declared is not None and os.path.realpath(declared) != root:
+        return False
     try:
         inode = os.stat(root, follow_symlinks=False).st_ino
     except OSError:

@@ -113,9 +113,9 @@ class Session:
         names = Everything() if hash_all else (self.manifest.pinned if self.manifest else ())
         return scan_store(self._store(), names, self._cache(), self.progress)
 
-    def _cache(self) -> HashCache:
+    def _cache(self, read_only: bool = False) -> HashCache:
         """The store's hash cache (disabled: always re-hash, and never write it)."""
-        return HashCache(self.store_root(), enabled=bool(self.hash_cache), writable=self.hash_cache != "read")
+        return HashCache(self.store_root(), enabled=bool(self.hash_cache), writable=self.hash_cache != "read" and not read_only)
 
     def plan(self, max_delete: int | None = None, allow_empty: bool = False, guards: Guards | None = None) -> Plan:
         """Scan and diff against the manifest. ``guards``, when given, replace the other two. In a
@@ -136,13 +136,16 @@ class Session:
         """An interrupted run waiting for :meth:`recover` on this store (read-only), or None."""
         return pending_run(store_root or self.store_root())
 
-    def verify(self, saved: SavedPlan, same_backend: bool = True, max_delete: int | None = None, allow_empty: bool = False) -> Plan:
+    def verify(
+        self, saved: SavedPlan, same_backend: bool = True, max_delete: int | None = None, allow_empty: bool = False, read_only: bool = False
+    ) -> Plan:
         """Re-plan against the store now and return the fresh plan, or raise StalePlanError naming
         every difference from ``saved`` (store files, manifest, backend, the plan itself). The guards
         come from the current manifest and the caller, never from the file: a hand-edited plan with a
-        recomputed checksum cannot lift them."""
+        recomputed checksum cannot lift them. ``read_only``: the hash cache is not written (a check of
+        a folder the plan only names, before any lock is taken)."""
         manifest = manifest_of(saved)
-        scan = scan_store(self._store(), manifest.pinned, self._cache(), self.progress)
+        scan = scan_store(self._store(), manifest.pinned, self._cache(read_only), self.progress)
         fresh = make_plan(manifest, scan, guards_for(manifest, max_delete, allow_empty))
         check_fresh(saved.plan, fresh, same_backend)
         return fresh
@@ -183,8 +186,9 @@ class Session:
         from ..disk.recovery import recover
 
         root = store_root or mutable_root(self._given_root())
-        if self.saved is not None and self.pending(root) is None and not same_folder(self.saved, root):
-            self.verify(self.saved)  # a saved plan for another folder (or older than format 1.3) is checked before any lock file
+        declared = self.manifest.store_path if self.manifest is not None else None
+        if self.saved is not None and self.pending(root) is None and not same_folder(self.saved, root, declared):
+            self.verify(self.saved, read_only=True)  # a plan for another folder (or older than 1.3): checked before any file is made
         with store_lock(root, self.lock_timeout, command) as lock:
             waiting = self.pending(root) is not None
             yield Held(lock, recover(root, lock, self.backup_root(root)) if waiting else None)
@@ -259,8 +263,10 @@ class Session:
         from .apply import apply_plan
 
         if reviewed is not None:
-            self._manifest_for(reviewed)
-            plan = make_plan(self._need_manifest(), self.scan(), reviewed.guards)
+            manifest = self._manifest_for(reviewed)
+            # a plan made in this process keeps its caller's guards; one read from a document gets the manifest's
+            guards = reviewed.guards if reviewed.scan.live else guards_for(manifest, max_delete, allow_empty)
+            plan = make_plan(manifest, self.scan(), guards)
             check_fresh(reviewed, plan, same_backend=True, subject="plan")
         else:
             plan = self.plan(max_delete, allow_empty)  # a saved plan's session: verified against it, once

@@ -249,7 +249,7 @@ def show(
         try:  # read with the directory backend: no engine needed to tell staleness
             with open_store_session(backend="directory", saved=saved) as session:
                 report_pending(session)
-                session.verify(saved, same_backend=False)
+                session.verify(saved, same_backend=False, read_only=True)
         except StalePlanError as exc:
             for line in ["this plan is stale; apply would refuse it:", *exc.differences]:
                 typer.echo(f"warning: {line}", err=True)

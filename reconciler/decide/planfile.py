@@ -337,10 +337,26 @@ def read_document(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
         raise PlanFileError(str(path), f"is a {doc.get('kind') or 'plain plan'} document, not a {kind}")
     if doc.get("checksum") != checksum(doc):
         raise PlanFileError(str(path), "checksum mismatch: the file is corrupt or was edited by hand")
-    problem = schema_problem(doc)
+    problem = schema_problem(doc) or install_problem(doc)
     if problem:
         raise PlanFileError(str(path), problem)
     return doc
+
+
+def install_problem(doc: dict[str, Any]) -> str:
+    """Why a plan document from format 1.3 on lacks what its installs need ("" when it has it): each
+    install or replace names its source, pin and size, and the document its download settings. A field
+    an older document never had is never required."""
+    if doc.get("kind") != SAVED_PLAN or int(str(doc["format_version"]).split(".")[1]) < 3:
+        return ""
+    installs = [c for c in doc["changes"] if c["actions"][0] in (Action.INSTALL.value, Action.REPLACE.value)]
+    for c in installs:
+        missing = [k for k in ("source", "pin", "download") if k not in c or (k != "download" and c[k] is None)]
+        if missing:
+            return f"install of {c['name']!r} lacks {', '.join(missing)} (format {doc['format_version']} records them)"
+    if installs and not isinstance(doc.get("sources"), dict):
+        return f"has installs but no download settings (format {doc['format_version']} records them in 'sources')"
+    return ""
 
 
 def schema_problem(doc: dict[str, Any]) -> str:
@@ -390,6 +406,8 @@ def install_differences(was: Plan, fresh: Plan) -> list[str]:
             out.append(f"pin changed: {c.name} ({c.pin[:12]}… -> {(f.pin or '?')[:12]}…)")
         if c.download != f.download:
             out.append(f"size changed: {c.name} ({c.download} -> {f.download} bytes)")
+        if c.reason != f.reason:  # what a reviewer read: it names the source
+            out.append(f"reason changed: {c.name} ({c.reason!r} -> {f.reason!r})")
     if was.sources is None or fresh.sources is None:
         return out  # a document older than format 1.3 did not record them
     was_settings, now_settings = _sources_doc(was.sources), _sources_doc(fresh.sources)

@@ -176,3 +176,77 @@ def test_the_modules_engine_note_is_the_clis_and_says_which_licence() -> None:
         plan = reconciler.Plan(ManifestRef("m", "m.yaml", "/m.yaml", "0" * 64, 1), scan, ())
         note = reconciler.plan_report(plan)["engine_note"]
         assert note == engine_note(scan) and f"the engine is {word} and listed 1 of 2 files" in note
+
+
+def _resave(path: Path, edit: Any) -> None:
+    doc = json.loads(path.read_text())
+    edit(doc)
+    doc["checksum"] = checksum(doc)
+    path.write_text(json.dumps(doc))
+
+
+def test_a_plan_read_from_a_document_cannot_lift_the_manifests_guards(tmp_path: Path) -> None:
+    """From a hostile pass: the reviewed plan's guards came from the file; now the manifest's apply."""
+    store, manifest = _setup(tmp_path, limits={"max_delete": 0})
+    saved = tmp_path / "plan.json"
+    with open_session(manifest) as session:
+        save_plan(saved, session.plan())
+    _resave(saved, lambda doc: doc["guards"].update(max_delete=None, allow_empty=True, violations=[], violation_details=[]))
+    before = tree_digest(store)
+    with pytest.raises(GuardError), open_session(manifest) as session:
+        session.converge(reviewed=load_plan(saved).plan)
+    assert tree_digest(store) == before
+
+
+def test_a_format_13_plan_must_carry_its_installs_and_their_reasons_are_compared(tmp_path: Path) -> None:
+    """A 1.3 document stripped of a pin, or with a reason that names another source, is refused."""
+    from reconciler import PlanFileError
+
+    store, manifest = _setup(tmp_path)
+    saved = tmp_path / "plan.json"
+    with open_session(manifest) as session:
+        save_plan(saved, session.plan())
+    original = saved.read_text()
+
+    def install(doc: dict[str, Any]) -> dict[str, Any]:
+        return next(c for c in doc["changes"] if c["name"] == "new.gguf")
+
+    _resave(saved, lambda doc: install(doc).pop("pin"))
+    with pytest.raises(PlanFileError, match=r"install of 'new\.gguf' lacks pin"):
+        load_plan(saved)
+    saved.write_text(original)
+    _resave(saved, lambda doc: doc.update(sources=None))
+    with pytest.raises(PlanFileError, match="no download settings"):
+        load_plan(saved)
+    saved.write_text(original)
+    _resave(saved, lambda doc: install(doc).update(reason="absent: to install from https://trusted.example/new.gguf"))
+    with pytest.raises(StalePlanError, match=r"reason changed: new\.gguf"), open_session(saved=load_plan(saved)) as session:
+        session.converge()
+    assert not (store / "new.gguf").exists()
+
+
+def test_a_plan_naming_another_folder_makes_no_file_beside_it(tmp_path: Path) -> None:
+    """Neither a lock file (even with that folder's inode forged) nor a hash cache (its files hashed read-only)."""
+    _, manifest = _setup(tmp_path)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / LLAMA).write_bytes(b"someone else's model")
+    (victim / "new.gguf").write_bytes(b"pinned by the manifest: hashed, read-only")
+    saved = tmp_path / "plan.json"
+    with open_session(manifest) as session:
+        save_plan(saved, session.plan())
+    for inode in (victim.stat().st_ino, None):
+        _resave(saved, lambda doc, inode=inode: doc["store"].update(path=str(victim), inode=inode))
+        with pytest.raises(StalePlanError), open_session(saved=load_plan(saved)) as session:
+            session.converge()
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("victim")) == ["victim"]
+
+
+def test_apply_plan_refuses_a_plan_read_from_a_document_before_making_anything(tmp_path: Path) -> None:
+    store, manifest = _setup(tmp_path)
+    saved = tmp_path / "plan.json"
+    with open_session(manifest) as session, session.lock() as held:
+        save_plan(saved, session.plan())
+        with pytest.raises(reconciler.UsageError, match="read from a document"):
+            apply_plan(load_plan(saved).plan, session.backup_root(), session.retention(), held.lock)
+    assert not session.backup_root().exists() and (store / "stale.bin").exists()
