@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..base.errors import ManifestError, StalePlanError, UsageError
+from ..decide.differences import fingerprint_differences, install_differences
 from ..decide.plan import FleetPlan, Plan, guards_for, make_plan
-from ..decide.planfile import SavedPlan, fingerprint_differences, install_differences, load_snapshot
+from ..decide.planfile import SavedPlan, load_snapshot
 from ..read.manifest import Manifest, ManifestRef, load_manifest
 
 

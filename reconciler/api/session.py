@@ -179,10 +179,9 @@ class Session:
 
     @contextmanager
     def lock(self, command: str = "apply", store_root: str | None = None) -> Iterator[Held]:
-        """Hold the store lock for the block, waiting up to ``lock_timeout``; an interrupted run is
-        recovered first (``Held.recovery`` says what it did). In a session opened on a saved plan, the
-        plan is checked against the store before the lock file is even created (unless an interrupted
-        run is waiting there: it is recovered first, and the plan checked after)."""
+        """Hold the store lock for the block, waiting up to ``lock_timeout``; an interrupted run is recovered
+        first (``Held.recovery`` says what it did). A saved plan's session checks the plan is for this store
+        folder before the lock file is even created (unless an interrupted run waits there: it comes first)."""
         from ..disk.recovery import recover
 
         root = store_root or mutable_root(self._given_root())
@@ -195,10 +194,10 @@ class Session:
 
     def recover(self, held: Held | None = None) -> Recovery | None:
         """Finish an interrupted run on this store; None when there was none."""
-        if held is not None:
-            return held.recovery
-        with self.lock("recover") as taken:
-            return taken.recovery
+        if held is None:
+            with self.lock("recover") as held:
+                pass
+        return held.recovery
 
     def unfinished(self) -> list[BackupRun]:
         """Runs left in progress with no journal to finish them: :meth:`abandon` makes them restorable."""

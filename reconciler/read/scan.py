@@ -52,7 +52,7 @@ class StoreScan:
     """The whole store at one instant: its absolute root, which backend read it, and every entry.
 
     ``engine_licensed`` and ``engine_listed`` are None for the directory backend. A scan rebuilt from a
-    snapshot or a saved plan has ``dev`` 0 in its facts: compare such scans with ``planfile.fingerprint_differences``.
+    snapshot or a saved plan has ``dev`` 0 in its facts: compare such scans with ``decide.differences.fingerprint_differences``.
     """
 
     root: str

@@ -13,7 +13,7 @@ import pytest
 from reconciler.base.errors import ApplyError, PendingRunError, UnknownRunError
 from reconciler.base.fsops import Tree
 from reconciler.base.layout import INDEX_NAME, journal_path
-from reconciler.decide.planfile import fingerprint_differences
+from reconciler.decide.differences import fingerprint_differences
 from reconciler.disk.catalogue import (
     BackupRun,
     Entry,
