@@ -39,15 +39,18 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest --durations=10
+	$(BIN)/pytest -n auto --durations=10
 
 # Everything except the fault-injection suite (tests/reliability/): well under a minute.
 pytest-fast: $(STAMP)
-	$(BIN)/pytest --ignore=tests/reliability
+	$(BIN)/pytest -n auto --ignore=tests/reliability
 
-test: lint typecheck pytest
+# lint, typecheck and the tests at once; each one's output is printed whole when it ends (make -O)
+test: $(STAMP)
+	$(MAKE) -j3 -Otarget lint typecheck pytest
 
-test-fast: lint typecheck pytest-fast
+test-fast: $(STAMP)
+	$(MAKE) -j3 -Otarget lint typecheck pytest-fast
 
 # Speed, as ratios against baselines measured in the same run (docs/performance.md keeps the figures).
 bench: $(STAMP)
