@@ -63,6 +63,7 @@ from .render.report import (
     converged_report as converged_report,
     plan_diff as plan_diff,
     plan_report as plan_report,
+    proposal_report as proposal_report,
     recovery_report as recovery_report,
 )
 

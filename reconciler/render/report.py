@@ -13,7 +13,7 @@ from ..decide.plan import Action, Plan
 from .plans import engine_note, safe
 
 if TYPE_CHECKING:
-    from ..api.outcomes import Converged
+    from ..api.outcomes import Converged, Proposal
     from ..disk.recovery import Recovery
 
 
@@ -63,15 +63,22 @@ def recovery_report(recovery: Recovery | None) -> dict[str, Any] | None:
     return dict(op=recovery.op, run_id=recovery.run_id, finished=[safe(n) for n in recovery.finished])
 
 
+def proposal_report(proposal: Proposal) -> dict[str, Any]:
+    """What an apply is about to do, as a result: the plan's report and, in check mode, the interrupted
+    run a real run would finish first. A front end reports it as soon as the plan is made, refused or not."""
+    out = plan_report(proposal.plan)
+    if proposal.pending is not None:
+        out["pending_run"] = dict(op=proposal.pending.op, run_id=proposal.pending.run_id)
+    return out
+
+
 def converged_report(done: Converged) -> dict[str, Any]:
-    """What :meth:`~reconciler.Session.converge` did, as a result: the plan's report, the recovery (or,
-    in check mode, the pending run), and, when it applied, what moved, installed and was skipped."""
-    out = plan_report(done.plan)
+    """What :meth:`~reconciler.Session.converge` did, as a result: the proposal's report, the recovery,
+    and, when it applied, what moved, installed and was skipped."""
     proposal = done.proposal
+    out = proposal_report(proposal)
     if proposal.check:  # what a real run would change: the plan's changes, and an interrupted run it would finish
         out["changed"] = done.plan.has_changes or proposal.pending is not None
-        if proposal.pending is not None:
-            out["pending_run"] = dict(op=proposal.pending.op, run_id=proposal.pending.run_id)
     else:
         out["changed"] = done.changed
         out["recovered"] = recovery_report(proposal.recovery)

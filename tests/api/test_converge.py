@@ -45,6 +45,22 @@ def _setup(tmp_path: Path, **extra: Any) -> tuple[Path, Path]:
     return store, manifest
 
 
+def _saved_plan(tmp_path: Path, manifest: Path) -> Path:
+    """``plan MANIFEST --out plan.json``, through the library."""
+    saved = tmp_path / "plan.json"
+    with open_session(manifest) as session:
+        save_plan(saved, session.plan())
+    return saved
+
+
+def _resave(path: Path, edit: Any) -> None:
+    """Edit a saved plan document as an attacker would: the checksum recomputed."""
+    doc = json.loads(path.read_text())
+    edit(doc)
+    doc["checksum"] = checksum(doc)
+    path.write_text(json.dumps(doc))
+
+
 def test_apply_plan_takes_no_manifest_and_installs_what_the_plan_carries(tmp_path: Path) -> None:
     """The manifest is gone before apply: the plan's source, pin, size and download settings suffice."""
     store, manifest = _setup(tmp_path)
@@ -63,9 +79,7 @@ def test_apply_plan_takes_no_manifest_and_installs_what_the_plan_carries(tmp_pat
 
 def test_the_saved_plan_document_carries_pins_and_settings_and_older_formats_still_read(tmp_path: Path) -> None:
     _, manifest = _setup(tmp_path)
-    saved = tmp_path / "plan.json"
-    with open_session(manifest) as session:
-        save_plan(saved, session.plan())
+    saved = _saved_plan(tmp_path, manifest)
     doc = json.loads(saved.read_text())
     [change] = [c for c in doc["changes"] if c["name"] == "new.gguf"]
     assert doc["format_version"] == "1.3" and change["pin"] == hashlib.sha256(BLOB).hexdigest()
@@ -92,9 +106,7 @@ def test_the_saved_plan_document_carries_pins_and_settings_and_older_formats_sti
 def test_a_saved_plan_whose_install_was_edited_is_stale_and_installs_nothing(tmp_path: Path) -> None:
     """A pin, a source or a size that differs from what the saved plan showed: nothing is applied."""
     store, manifest = _setup(tmp_path)
-    saved = tmp_path / "plan.json"
-    with open_session(manifest) as session:
-        save_plan(saved, session.plan())
+    saved = _saved_plan(tmp_path, manifest)
     original = json.loads(saved.read_text())
     edits = {"pin": "0" * 64, "source": "file:///elsewhere/new.gguf", "download": 5}
     before = tree_digest(store)
@@ -178,19 +190,10 @@ def test_the_modules_engine_note_is_the_clis_and_says_which_licence() -> None:
         assert note == engine_note(scan) and f"the engine is {word} and listed 1 of 2 files" in note
 
 
-def _resave(path: Path, edit: Any) -> None:
-    doc = json.loads(path.read_text())
-    edit(doc)
-    doc["checksum"] = checksum(doc)
-    path.write_text(json.dumps(doc))
-
-
 def test_a_plan_read_from_a_document_cannot_lift_the_manifests_guards(tmp_path: Path) -> None:
     """From a hostile pass: the reviewed plan's guards came from the file; now the manifest's apply."""
     store, manifest = _setup(tmp_path, limits={"max_delete": 0})
-    saved = tmp_path / "plan.json"
-    with open_session(manifest) as session:
-        save_plan(saved, session.plan())
+    saved = _saved_plan(tmp_path, manifest)
     _resave(saved, lambda doc: doc["guards"].update(max_delete=None, allow_empty=True, violations=[], violation_details=[]))
     before = tree_digest(store)
     with pytest.raises(GuardError), open_session(manifest) as session:
@@ -203,9 +206,7 @@ def test_a_format_13_plan_must_carry_its_installs_and_their_reasons_are_compared
     from reconciler import PlanFileError
 
     store, manifest = _setup(tmp_path)
-    saved = tmp_path / "plan.json"
-    with open_session(manifest) as session:
-        save_plan(saved, session.plan())
+    saved = _saved_plan(tmp_path, manifest)
     original = saved.read_text()
 
     def install(doc: dict[str, Any]) -> dict[str, Any]:
@@ -232,9 +233,7 @@ def test_a_plan_naming_another_folder_makes_no_file_beside_it(tmp_path: Path) ->
     victim.mkdir()
     (victim / LLAMA).write_bytes(b"someone else's model")
     (victim / "new.gguf").write_bytes(b"pinned by the manifest: hashed, read-only")
-    saved = tmp_path / "plan.json"
-    with open_session(manifest) as session:
-        save_plan(saved, session.plan())
+    saved = _saved_plan(tmp_path, manifest)
     for inode in (victim.stat().st_ino, None):
         _resave(saved, lambda doc, inode=inode: doc["store"].update(path=str(victim), inode=inode))
         with pytest.raises(StalePlanError), open_session(saved=load_plan(saved)) as session:

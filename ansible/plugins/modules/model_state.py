@@ -158,9 +158,7 @@ def main():
     seen = dict(recovery=None)
 
     def show(proposal):  # the plan is reported even when the library then refuses it
-        result.update(api.plan_report(proposal.plan))
-        if proposal.pending is not None:
-            result["pending_run"] = dict(op=proposal.pending.op, run_id=proposal.pending.run_id)
+        result.update(api.proposal_report(proposal))
 
     try:
         with session(module) as opened:
